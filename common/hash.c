@@ -1,0 +1,187 @@
+/* hash.c - SHA-256 (FIPS 180-4), CRC-32C and hash64 (see hash.h). */
+#include "common/hash.h"
+
+#include <string.h>
+
+/* ---------------------------------------------------------------- SHA-256 */
+
+static const uint32_t sha_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static inline uint32_t ror32(uint32_t x, int r) { return (x >> r) | (x << (32 - r)); }
+
+static void sha256_block(uint32_t s[8], const uint8_t *p)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) +
+                      sha_k[i] + w[i];
+        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    s[0] += a, s[1] += b, s[2] += c, s[3] += d, s[4] += e, s[5] += f, s[6] += g, s[7] += h;
+}
+
+void sha256_init(struct sha256 *h)
+{
+    static const uint32_t iv[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+    memcpy(h->s, iv, sizeof iv);
+    h->n = 0;
+}
+
+void sha256_update(struct sha256 *h, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+    size_t used = h->n % 64;
+    h->n += n;
+    if (used) {
+        size_t take = 64 - used < n ? 64 - used : n;
+        memcpy(h->blk + used, p, take);
+        p += take, n -= take;
+        if (used + take < 64)
+            return;
+        sha256_block(h->s, h->blk);
+    }
+    for (; n >= 64; p += 64, n -= 64)
+        sha256_block(h->s, p);
+    memcpy(h->blk, p, n);
+}
+
+void sha256_final(struct sha256 *h, uint8_t out[32])
+{
+    uint64_t bits = h->n * 8;
+    size_t used = h->n % 64;
+    h->blk[used++] = 0x80;
+    if (used > 56) {
+        memset(h->blk + used, 0, 64 - used);
+        sha256_block(h->s, h->blk);
+        used = 0;
+    }
+    memset(h->blk + used, 0, 56 - used);
+    for (int i = 0; i < 8; i++)
+        h->blk[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    sha256_block(h->s, h->blk);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(h->s[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(h->s[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(h->s[i] >> 8);
+        out[4 * i + 3] = (uint8_t)h->s[i];
+    }
+}
+
+void hash_to_hex(const uint8_t *bytes, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[bytes[i] >> 4];
+        out[2 * i + 1] = hex[bytes[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+void sha256_hex(const void *data, size_t n, char hex[65])
+{
+    struct sha256 h;
+    uint8_t d[32];
+    sha256_init(&h);
+    sha256_update(&h, data, n);
+    sha256_final(&h, d);
+    hash_to_hex(d, 32, hex);
+}
+
+/* ---------------------------------------------------------------- CRC-32C */
+
+static uint32_t crc_tab[8][256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        crc_tab[0][i] = c;
+    }
+    for (int t = 1; t < 8; t++)
+        for (int i = 0; i < 256; i++)
+            crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+    __atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+}
+
+uint32_t crc32c(uint32_t crc, const void *data, size_t n)
+{
+    /* Building the table twice from two threads is harmless: same values. */
+    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
+        crc_init();
+    const uint8_t *p = data;
+    crc = ~crc;
+    /* slicing-by-8: eight table lookups per 8 input bytes */
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                             (uint32_t)p[3] << 24);
+        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^
+              crc_tab[4][lo >> 24] ^ crc_tab[3][p[4]] ^ crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^
+              crc_tab[0][p[7]];
+    }
+    while (n--)
+        crc = (crc >> 8) ^ crc_tab[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+/* ---------------------------------------------------------------- hash64 */
+
+static inline uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    /* a 64-bit finaliser: xorshift-multiply rounds, full avalanche */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+uint64_t hash64(const void *data, size_t n, uint64_t seed)
+{
+    const uint8_t *p = data;
+    uint64_t h = mix64(seed ^ 0x9e3779b97f4a7c15ull ^ (uint64_t)n);
+    for (; n >= 8; p += 8, n -= 8)
+        h = mix64(h ^ rd64(p)) + 0x9e3779b97f4a7c15ull;
+    uint64_t t = 0;
+    for (size_t i = 0; i < n; i++)
+        t |= (uint64_t)p[i] << (8 * i);
+    return mix64(h ^ t ^ ((uint64_t)n << 56));
+}

@@ -1,0 +1,362 @@
+/* config.c - layered, typed configuration (see config.h). */
+#include "config/config.h"
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/text.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CFG_FILE_MAX (1 << 20) /* a config file larger than 1 MiB is a mistake */
+
+struct cfg_key {
+    const char *name;
+    enum cfg_type type;
+    const char *def;
+    const char *choices; /* CFG_ENUM: "a|b|c" */
+    long min, max;       /* CFG_INT */
+    const char *help;
+};
+
+static const struct cfg_key keys[CFG_NKEYS] = {
+    [CFG_MODEL] = { "model", CFG_STR, "", 0, 0, 0, "checkpoint directory" },
+    [CFG_BACKEND] = { "backend", CFG_STR, "auto", 0, 0, 0,
+                      "auto, cpu, cuda, script:FILE or openai:URL" },
+    [CFG_THREADS] = { "threads", CFG_INT, "0", 0, 0, 1024, "CPU threads (0 = all cores)" },
+    [CFG_THINKING] = { "thinking", CFG_BOOL, "true", 0, 0, 0, "start with thinking on" },
+    [CFG_APPROVAL] = { "approval", CFG_ENUM, "default", "plan|default|auto-edit|yolo", 0, 0,
+                       "tool approval mode" },
+    [CFG_CONTEXT] = { "context", CFG_INT, "262144", 0, 512, 1048576, "maximum context tokens" },
+    [CFG_KV_CACHE] = { "kv_cache", CFG_ENUM, "fp8", "fp8|bf16|f32", 0, 0, "KV-cache precision" },
+    [CFG_SANDBOX_NETWORK] = { "sandbox.network", CFG_BOOL, "false", 0, 0, 0,
+                              "allow network access in run_shell and web_fetch" },
+    [CFG_UI_MOUSE] = { "ui.mouse", CFG_BOOL, "true", 0, 0, 0, "mouse-wheel scrolling" },
+    [CFG_UI_COLOR] = { "ui.color", CFG_ENUM, "auto", "auto|always|never", 0, 0, "colours" },
+    [CFG_LOG_LEVEL] = { "log.level", CFG_ENUM, "warn", "error|warn|info|debug", 0, 0,
+                        "diagnostic log level" },
+    [CFG_LOG_FILE] = { "log.file", CFG_STR, "", 0, 0, 0, "diagnostic log file" },
+};
+
+static int key_find(const char *name)
+{
+    for (int i = 0; i < CFG_NKEYS; i++)
+        if (!strcmp(keys[i].name, name))
+            return i;
+    return -1;
+}
+
+const char *cfg_key_name(enum cfg_id id) { return keys[id].name; }
+
+/* Index of `s` among "a|b|c", or -1. */
+static int choice_index(const char *choices, const char *s)
+{
+    size_t n = strlen(s);
+    int idx = 0;
+    for (const char *p = choices; *p; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, s, n))
+            return idx;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+static int parse_bool(const char *s, long *out)
+{
+    static const char *t[] = { "true", "1", "yes", "on" }, *f[] = { "false", "0", "no", "off" };
+    for (int i = 0; i < 4; i++) {
+        if (!strcasecmp(s, t[i]))
+            return *out = 1, 0;
+        if (!strcasecmp(s, f[i]))
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* Validates text for key k; on success fills *i. Message names only the
+ * problem; callers prefix the place. */
+static int check_value(const struct cfg_key *k, const char *s, long *i)
+{
+    *i = 0;
+    switch (k->type) {
+    case CFG_BOOL:
+        if (parse_bool(s, i) < 0)
+            return err_set(ERR_INVAL, "%s: expected true or false, got '%s'", k->name, s);
+        return 0;
+    case CFG_INT: {
+        errno = 0;
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (!*s || *end || errno)
+            return err_set(ERR_INVAL, "%s: expected an integer, got '%s'", k->name, s);
+        if (v < k->min || v > k->max)
+            return err_set(ERR_INVAL, "%s: %ld is outside %ld..%ld", k->name, v, k->min, k->max);
+        *i = v;
+        return 0;
+    }
+    case CFG_ENUM: {
+        int idx = choice_index(k->choices, s);
+        if (idx < 0) {
+            char list[256];
+            size_t n = 0;
+            for (const char *p = k->choices; *p && n < sizeof list - 3; p++) {
+                if (*p == '|')
+                    list[n++] = ',', list[n++] = ' ';
+                else
+                    list[n++] = *p;
+            }
+            list[n] = 0;
+            return err_set(ERR_INVAL, "%s: '%s' is not one of %s", k->name, s, list);
+        }
+        *i = idx;
+        return 0;
+    }
+    case CFG_STR: return 0;
+    }
+    return err_set(ERR_INTERNAL, "bad key type");
+}
+
+static int store(struct cfg *c, int id, const char *s, long i, enum cfg_src src, const char *origin)
+{
+    char *dup = strdup(s);
+    if (!dup)
+        return err_set(ERR_NOMEM, "out of memory");
+    free(c->v[id].s);
+    c->v[id].s = dup;
+    c->v[id].i = i;
+    c->v[id].src = src;
+    snprintf(c->v[id].origin, sizeof c->v[id].origin, "%s", origin);
+    return 0;
+}
+
+int cfg_set(struct cfg *c, const char *key, const char *value, enum cfg_src src, const char *origin)
+{
+    int id = key_find(key);
+    if (id < 0)
+        return err_set(ERR_NOTFOUND, "%s: unknown key", key);
+    long i;
+    int rc = check_value(&keys[id], value, &i);
+    if (rc < 0)
+        return rc;
+    return store(c, id, value, i, src, origin);
+}
+
+int cfg_set_arg(struct cfg *c, const char *kv, const char *origin)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return err_set(ERR_INVAL, "'%s': expected key=value", kv);
+    char key[128];
+    if ((size_t)(eq - kv) >= sizeof key)
+        return err_set(ERR_INVAL, "'%s': key too long", kv);
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = 0;
+    return cfg_set(c, key, eq + 1, CFG_SRC_FLAG, origin);
+}
+
+/* ---- JSON files */
+
+/* Byte offset of the member `"name"` (as a key, followed by ':') at or after
+ * `from` in the raw text; used only to point error messages at a line. */
+static size_t key_offset(const char *text, size_t from, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text + from; (p = strchr(p, '"')); p++) {
+        if (!strncmp(p + 1, name, n) && p[n + 1] == '"') {
+            const char *q = p + n + 2;
+            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+                q++;
+            if (*q == ':')
+                return (size_t)(p - text);
+        }
+    }
+    return from;
+}
+
+static int load_object(struct cfg *c, const cJSON *obj, const char *prefix, const char *path,
+                       const char *text, size_t from, enum cfg_src src)
+{
+    for (const cJSON *m = obj->child; m; m = m->next) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, m->string);
+        size_t off = key_offset(text, from, m->string);
+        int line, col;
+        text_line_col(text, off, &line, &col);
+        if (cJSON_IsObject(m)) {
+            char sub[260];
+            snprintf(sub, sizeof sub, "%s.", key);
+            int rc = load_object(c, m, sub, path, text, off, src);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        int id = key_find(key);
+        if (id < 0)
+            return err_set(ERR_INVAL, "%s:%d: %s: unknown key", path, line, key);
+        const struct cfg_key *k = &keys[id];
+        char tmp[64];
+        const char *s = NULL;
+        if (k->type == CFG_BOOL && cJSON_IsBool(m))
+            s = cJSON_IsTrue(m) ? "true" : "false";
+        else if (k->type == CFG_INT && cJSON_IsNumber(m)) {
+            double d = m->valuedouble;
+            if (d != (double)(long)d)
+                return err_set(ERR_INVAL, "%s:%d: %s: expected an integer, got %g", path, line, key,
+                               d);
+            snprintf(tmp, sizeof tmp, "%ld", (long)d);
+            s = tmp;
+        } else if ((k->type == CFG_STR || k->type == CFG_ENUM) && cJSON_IsString(m))
+            s = m->valuestring;
+        if (!s) {
+            static const char *want[] = { "true or false", "an integer", "a string", "a string" };
+            const char *got = cJSON_IsString(m)   ? "a string"
+                              : cJSON_IsNumber(m) ? "a number"
+                              : cJSON_IsBool(m)   ? "a boolean"
+                              : cJSON_IsArray(m)  ? "an array"
+                                                  : "null";
+            return err_set(ERR_INVAL, "%s:%d: %s: expected %s, got %s", path, line, key,
+                           want[k->type], got);
+        }
+        long iv;
+        int rc = check_value(k, s, &iv);
+        if (rc < 0)
+            return err_prefix(rc, "%s:%d", path, line);
+        if ((rc = store(c, id, s, iv, src, path)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int load_file(struct cfg *c, const char *path, enum cfg_src src)
+{
+    if (!fs_exists(path))
+        return 0;
+    struct buf b = { 0 };
+    int rc = fs_read_file(path, CFG_FILE_MAX, &b);
+    if (rc < 0) {
+        buf_free(&b);
+        return rc;
+    }
+    const char *text = b.p ? b.p : "";
+    size_t bad;
+    if (!utf8_valid(text, b.len, &bad)) {
+        int line, col;
+        text_line_col(text, bad, &line, &col);
+        buf_free(&b);
+        return err_set(ERR_INVAL, "%s:%d:%d: invalid UTF-8", path, line, col);
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, b.len, &end, 0);
+    if (!root || !cJSON_IsObject(root)) {
+        size_t off = end ? (size_t)(end - text) : 0;
+        if (!root && cJSON_GetErrorPtr())
+            off = (size_t)(cJSON_GetErrorPtr() - text);
+        int line, col;
+        text_line_col(text, off, &line, &col);
+        rc = err_set(ERR_INVAL, "%s:%d:%d: %s", path, line, col,
+                     root ? "expected a JSON object" : "malformed JSON");
+        cJSON_Delete(root);
+        buf_free(&b);
+        return rc;
+    }
+    rc = load_object(c, root, "", path, text, 0, src);
+    cJSON_Delete(root);
+    buf_free(&b);
+    return rc;
+}
+
+static int load_env(struct cfg *c)
+{
+    for (int id = 0; id < CFG_NKEYS; id++) {
+        char var[128] = "LODE_";
+        size_t n = 5;
+        for (const char *p = keys[id].name; *p && n < sizeof var - 1; p++)
+            var[n++] = (*p == '.' || *p == '-') ? '_' : (char)toupper((unsigned char)*p);
+        var[n] = 0;
+        const char *v = getenv(var);
+        if (!v)
+            continue;
+        char origin[160];
+        snprintf(origin, sizeof origin, "environment %s", var);
+        int rc = cfg_set(c, keys[id].name, v, CFG_SRC_ENV, origin);
+        if (rc < 0)
+            return err_prefix(rc, "environment %s", var);
+    }
+    return 0;
+}
+
+int cfg_load(struct cfg *c, const char *cwd)
+{
+    memset(c, 0, sizeof *c);
+    for (int id = 0; id < CFG_NKEYS; id++) {
+        long i;
+        if (check_value(&keys[id], keys[id].def, &i) < 0)
+            return err_set(ERR_INTERNAL, "default of %s is invalid", keys[id].name);
+        if (store(c, id, keys[id].def, i, CFG_SRC_DEFAULT, "default") < 0)
+            return ERR_NOMEM;
+    }
+    char dir[PATH_MAX];
+    if (fs_xdg_dir(FS_XDG_CONFIG, dir, sizeof dir) == 0)
+        fs_join(c->user_file, sizeof c->user_file, dir, "config.json");
+    if (fs_project_root(cwd, c->project_root, sizeof c->project_root) == 0)
+        fs_join(c->project_file, sizeof c->project_file, c->project_root, ".lode/config.json");
+    int rc;
+    if (c->user_file[0] && (rc = load_file(c, c->user_file, CFG_SRC_USER)) < 0)
+        return rc;
+    /* the project file is the same as the user file when run from $HOME/.. */
+    if (c->project_file[0] && strcmp(c->project_file, c->user_file) &&
+        (rc = load_file(c, c->project_file, CFG_SRC_PROJECT)) < 0)
+        return rc;
+    return load_env(c);
+}
+
+void cfg_free(struct cfg *c)
+{
+    for (int id = 0; id < CFG_NKEYS; id++) {
+        free(c->v[id].s);
+        c->v[id].s = NULL;
+    }
+}
+
+const char *cfg_str(const struct cfg *c, enum cfg_id id) { return c->v[id].s ? c->v[id].s : ""; }
+long cfg_int(const struct cfg *c, enum cfg_id id) { return c->v[id].i; }
+int cfg_bool(const struct cfg *c, enum cfg_id id) { return c->v[id].i != 0; }
+
+int cfg_dump(const struct cfg *c, struct buf *out, int json)
+{
+    int rc = 0;
+    if (json)
+        rc |= buf_puts(out, "{");
+    for (int id = 0; id < CFG_NKEYS; id++) {
+        const struct cfg_val *v = &c->v[id];
+        const char *s = v->s ? v->s : "";
+        if (!json) {
+            rc |= buf_printf(out, "%-16s = %-12s (%s)\n", keys[id].name, s[0] ? s : "\"\"",
+                             v->origin);
+            continue;
+        }
+        rc |= buf_printf(out, "%s\n  ", id ? "," : "");
+        rc |= buf_json_str(out, keys[id].name, strlen(keys[id].name));
+        rc |= buf_puts(out, ": {\"value\": ");
+        if (keys[id].type == CFG_INT)
+            rc |= buf_printf(out, "%ld", v->i);
+        else if (keys[id].type == CFG_BOOL)
+            rc |= buf_puts(out, v->i ? "true" : "false");
+        else
+            rc |= buf_json_str(out, s, strlen(s));
+        rc |= buf_puts(out, ", \"origin\": ");
+        rc |= buf_json_str(out, v->origin, strlen(v->origin));
+        rc |= buf_puts(out, "}");
+    }
+    if (json)
+        rc |= buf_puts(out, "\n}\n");
+    return rc < 0 ? ERR_NOMEM : 0;
+}

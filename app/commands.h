@@ -16,6 +16,7 @@ struct command {
 };
 
 extern const struct command cmd_config;
+extern const struct command cmd_sessions;
 extern const struct command cmd_version;
 
 #endif

@@ -27,6 +27,7 @@ static const struct command cmd_help = {
 static const struct command *const commands[] = {
     &cmd_config,
     &cmd_help,
+    &cmd_sessions,
     &cmd_version,
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])

@@ -37,7 +37,8 @@ ifeq ($(SANITIZE),address)
 endif
 ifeq ($(SANITIZE),fuzz)
   CC      := clang
-  CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -DLODE_FUZZING
+  CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -DLODE_FUZZING \
+             -Wno-unknown-warning-option
   LDFLAGS += -fsanitize=address,undefined
   CUDA := 0
 endif

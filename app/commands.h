@@ -15,8 +15,18 @@ struct command {
     const struct cli_opt *opts; /* printed after the usage text; may be NULL */
 };
 
+extern const struct command cmd_bench;
 extern const struct command cmd_config;
+extern const struct command cmd_generate;
+extern const struct command cmd_inspect;
+extern const struct command cmd_logits;
+extern const struct command cmd_mkmodel;
+extern const struct command cmd_pull;
+extern const struct command cmd_sandbox;
 extern const struct command cmd_sessions;
+extern const struct command cmd_template;
+extern const struct command cmd_tokenize;
+extern const struct command cmd_toolcalls;
 extern const struct command cmd_version;
 
 #endif

@@ -1,0 +1,55 @@
+/*
+ * model_impl.h - internals shared by engine/model.c (binding) and
+ * engine/forward.c (compute). Not for use outside engine/.
+ */
+#ifndef LODE_ENGINE_MODEL_IMPL_H
+#define LODE_ENGINE_MODEL_IMPL_H
+
+#include "engine/model.h"
+#include "kernels/kernels.h"
+
+/* One decoder layer bound for the kernels. Small tensors are converted to
+ * owned fp32 arrays at open time (a few KB per layer); big weights stay
+ * views into the mmap. */
+struct eng_layer {
+    int full; /* 1 gated attention, 0 Gated DeltaNet */
+    float *in_norm, *post_norm; /* [H], used as (1 + w) */
+    /* gated attention */
+    struct kern_weight q, k, v, o; /* q: [n_h * hd * (1 + gate), H] */
+    float *q_norm, *k_norm;        /* [hd], (1 + w) */
+    float k_scale, v_scale;        /* FP8 KV dequantization scales */
+    /* Gated DeltaNet */
+    struct kern_weight qkv, z, a, b, out; /* qkv [conv_ch, H], z [n_v*dv, H], a/b [n_v, H] */
+    float *conv_w;                        /* [conv_ch][kw] */
+    float *neg_exp_a;                     /* [n_v]: -exp(A_log) */
+    float *dt_bias;                       /* [n_v] */
+    float *lin_norm;                      /* [dv], plain w */
+    /* MoE */
+    struct kern_weight router;     /* [E, H] */
+    struct kern_expert *experts;   /* [E]; owned array of views */
+    struct kern_expert shared;     /* [Is, H] / [H, Is] */
+    struct kern_weight shared_gate; /* [1, H] */
+};
+
+struct eng {
+    struct ckpt ck;
+    struct eng_opts o;
+    struct kern_cpu *kc;
+    struct eng_layer *L; /* [n_layers] */
+    float *final_norm;   /* [H] */
+    int embed_type;      /* KERN_F32 / KERN_BF16 / KERN_F16 */
+    const void *embed;   /* [V, H] */
+    struct kern_weight lm_head;
+    float *rope_inv; /* [rotary_dim / 2] */
+    float rope_mscale;
+    uint8_t id[32];
+    void **owned; /* converted tensors, freed at close */
+    size_t n_owned, cap_owned;
+    float *work; /* forward scratch, grown on demand */
+    size_t work_floats;
+    eng_trace_fn trace;
+    void *trace_ctx;
+    int gdn_mode;
+};
+
+#endif

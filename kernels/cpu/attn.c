@@ -1,0 +1,273 @@
+/*
+ * attn.c - causal GQA attention over a KV cache of F32, BF16 or FP8 rows.
+ *
+ * Reference (ISA scalar): for each query, every score, a max-subtracted softmax and the weighted
+ * sum of V, accumulated in double. Fast path: blocks of 64 positions (scores for the block, one
+ * running-max rescale per block, exp-weighted V rows accumulated with SIMD axpy), i.e. the
+ * online softmax. Work items are (token, head) pairs split over threads, so results do not
+ * depend on the thread count.
+ */
+#include "kernels/cpu/kern_cpu.h"
+
+#include "common/ckd.h"
+#include "common/err.h"
+#include "common/pool.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ATTN_BLOCK 64
+
+static size_t elem_size(int type) { return type == KERN_F32 ? 4 : type == KERN_BF16 ? 2 : 1; }
+
+static void attn_ref_one(const struct kern_attn *a, long t, int h, float *scr)
+{
+    long np = a->pos0 + t + 1, hd = a->head_dim;
+    int kvh = h / (a->n_q / a->n_kv);
+    size_t es = elem_size(a->kv_type), row = (size_t)a->n_kv * (size_t)hd;
+    const float *q = a->q + t * a->q_tok + h * a->q_head;
+    float *kr = scr, *s = scr + hd; /* s [np] doubles as scores */
+    double mx = -INFINITY;
+    for (long p = 0; p < np; p++) {
+        kern_vec_scalar.load(kr, (const char *)a->k + (p * row + (size_t)kvh * hd) * es, a->kv_type,
+                             hd, a->k_scale);
+        double d = 0;
+        for (long i = 0; i < hd; i++)
+            d += (double)q[i] * kr[i];
+        s[p] = (float)(d * a->scale);
+        if (s[p] > mx)
+            mx = s[p];
+    }
+    double sum = 0;
+    for (long p = 0; p < np; p++)
+        sum += exp(s[p] - mx);
+    float *o = a->out + (t * a->n_q + h) * hd;
+    double *acc = (double *)(scr + ((hd + np + 1) & ~1L)); /* 8-byte aligned */
+    for (long i = 0; i < hd; i++)
+        acc[i] = 0;
+    for (long p = 0; p < np; p++) {
+        double pr = exp(s[p] - mx) / sum;
+        kern_vec_scalar.load(kr, (const char *)a->v + (p * row + (size_t)kvh * hd) * es, a->kv_type,
+                             hd, a->v_scale);
+        for (long i = 0; i < hd; i++)
+            acc[i] += pr * kr[i];
+    }
+    for (long i = 0; i < hd; i++)
+        o[i] = (float)acc[i];
+}
+
+/* Fast path, one work item = (token, kv head, chunk of positions) for all the query heads of
+ * that kv head, so each K/V row is converted once and used G times. Leaves per head the running
+ * max m, the sum l and the unnormalised accumulator acc[hd] in part[h] (hd + 2 floats). */
+static void attn_fast_item(const struct kern_attn *a, const struct kern_vec *vo, long t, int g,
+                           long p_lo, long p_hi, float *part, float *scr)
+{
+    long hd = a->head_dim;
+    int G = a->n_q / a->n_kv;
+    size_t es = elem_size(a->kv_type), row = (size_t)a->n_kv * (size_t)hd;
+    const char *kb = (const char *)a->k + (size_t)g * hd * es;
+    const char *vb = (const char *)a->v + (size_t)g * hd * es;
+    /* q [G][hd], buf [hd], s [G][BLOCK], vbuf [BLOCK][hd] */
+    float *q = scr, *buf = q + G * hd, *s = buf + hd, *vbuf = s + G * ATTN_BLOCK;
+    for (int h = 0; h < G; h++) {
+        /* q pre-scaled by the logit scale and the K scale, so K rows load unscaled */
+        vo->load(q + h * hd, a->q + t * a->q_tok + (g * G + h) * a->q_head, KERN_F32, hd,
+                 a->scale * a->k_scale);
+        float *ph = part + h * (hd + 2);
+        ph[0] = -INFINITY;
+        ph[1] = 0;
+        memset(ph + 2, 0, (size_t)hd * sizeof(float));
+    }
+    for (long p0 = p_lo; p0 < p_hi; p0 += ATTN_BLOCK) {
+        long nb = p_hi - p0 < ATTN_BLOCK ? p_hi - p0 : ATTN_BLOCK;
+        for (long i = 0; i < nb; i++) {
+            const char *kr = kb + (size_t)(p0 + i) * row * es;
+            const float *kf = (const float *)kr;
+            if (a->kv_type != KERN_F32) {
+                vo->load(buf, kr, a->kv_type, hd, 1.0f);
+                kf = buf;
+            }
+            for (int h = 0; h < G; h++)
+                s[h * ATTN_BLOCK + i] = vo->dot(q + h * hd, kf, hd);
+        }
+        for (int h = 0; h < G; h++) {
+            float *ph = part + h * (hd + 2), bm = -INFINITY;
+            for (long i = 0; i < nb; i++)
+                bm = s[h * ATTN_BLOCK + i] > bm ? s[h * ATTN_BLOCK + i] : bm;
+            if (bm > ph[0]) {
+                if (ph[1] > 0) {
+                    float corr = expf(ph[0] - bm);
+                    vo->scale(ph + 2, corr, hd);
+                    ph[1] *= corr;
+                }
+                ph[0] = bm;
+            }
+            for (long i = 0; i < nb; i++) { /* s becomes the weights e^(s - m) */
+                float e = expf(s[h * ATTN_BLOCK + i] - ph[0]);
+                s[h * ATTN_BLOCK + i] = e;
+                ph[1] += e;
+            }
+        }
+        /* P V: the block's V rows (converted once into vbuf when not f32), each head's
+         * accumulator in registers across the rows */
+        const float *vrows = (const float *)(vb + (size_t)p0 * row * es);
+        long vld = (long)row;
+        if (a->kv_type != KERN_F32) {
+            for (long i = 0; i < nb; i++)
+                vo->load(vbuf + i * hd, vb + (size_t)(p0 + i) * row * es, a->kv_type, hd, 1.0f);
+            vrows = vbuf;
+            vld = hd;
+        }
+        for (int h = 0; h < G; h++)
+            vo->axpy_rows(part + h * (hd + 2) + 2, s + h * ATTN_BLOCK, vrows, vld, nb, hd);
+    }
+}
+
+/* Positions per work item when few tokens are queried (decode): the split is a fixed function
+ * of the position count, never of the thread count, and partial results are merged in chunk
+ * order, so the result is the same for any number of threads. */
+#define ATTN_CHUNK 512
+#define ATTN_SPLIT_T 4
+
+struct attn_item {
+    long t;
+    int g;
+    long p_lo, p_hi;
+};
+
+struct attn_job {
+    const struct kern_attn *a;
+    struct kern_cpu *c;
+    const struct kern_vec *v;
+    const struct attn_item *items; /* split mode */
+    long nitems;
+    float *parts; /* split mode: [nitems][G][hd + 2] */
+};
+
+static void finish(const struct kern_attn *a, const float *ph, float *o)
+{
+    float inv = a->v_scale / ph[1];
+    for (long i = 0; i < a->head_dim; i++)
+        o[i] = ph[2 + i] * inv;
+}
+
+static void attn_part(void *ctx, int tid, int nth)
+{
+    struct attn_job *j = ctx;
+    const struct kern_attn *a = j->a;
+    float *scr = j->c->scratch[tid];
+    int G = a->n_q / a->n_kv;
+    long hd = a->head_dim, lo, hi;
+    if (j->c->isa == KERN_ISA_SCALAR) {
+        pool_range(a->T * a->n_q, tid, nth, &lo, &hi);
+        for (long it = lo; it < hi; it++)
+            attn_ref_one(a, it / a->n_q, (int)(it % a->n_q), scr);
+        return;
+    }
+    if (j->items) {
+        pool_range(j->nitems, tid, nth, &lo, &hi);
+        for (long it = lo; it < hi; it++) {
+            const struct attn_item *w = &j->items[it];
+            attn_fast_item(a, j->v, w->t, w->g, w->p_lo, w->p_hi, j->parts + it * G * (hd + 2),
+                           scr);
+        }
+        return;
+    }
+    /* many tokens: one item per (token, kv head) over all its positions, finished in place */
+    float *part = scr + (G + 1 + ATTN_BLOCK) * hd + G * ATTN_BLOCK + 16;
+    pool_range(a->T * a->n_kv, tid, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        long t = it / a->n_kv;
+        int g = (int)(it % a->n_kv);
+        attn_fast_item(a, j->v, t, g, 0, a->pos0 + t + 1, part, scr);
+        for (int h = 0; h < G; h++)
+            finish(a, part + h * (hd + 2), a->out + (t * a->n_q + g * G + h) * hd);
+    }
+}
+
+int kern_attention(struct kern_cpu *c, const struct kern_attn *a)
+{
+    if (a->n_q < 1 || a->n_kv < 1 || a->n_q % a->n_kv || a->head_dim < 1 || a->T < 0 || a->pos0 < 0)
+        return err_set(ERR_INVAL, "attention: %d query heads, %d kv heads, head_dim %d", a->n_q,
+                       a->n_kv, a->head_dim);
+    if (a->kv_type != KERN_F32 && a->kv_type != KERN_BF16 && a->kv_type != KERN_FP8)
+        return err_set(ERR_INVAL, "attention: KV type %s not supported",
+                       kern_dtype_name(a->kv_type));
+    if (!(a->k_scale > 0) || !(a->v_scale > 0))
+        return err_set(ERR_INVAL, "attention: KV scales must be positive");
+    if (a->T == 0)
+        return 0;
+    long np = a->pos0 + a->T, hd = a->head_dim;
+    int G = a->n_q / a->n_kv;
+    /* reference: kr[hd] + scores[np] + double acc[hd]; fast: q [G][hd], a row, block scores and
+     * one item's partials [G][hd + 2] */
+    size_t need = ((size_t)hd * 4 + (size_t)np + 64) * sizeof(float);
+    size_t fast =
+        ((size_t)(G + 1 + ATTN_BLOCK) * hd + (size_t)G * ATTN_BLOCK + 16 + (size_t)G * (hd + 2)) *
+        sizeof(float);
+    int rc = kern_cpu_reserve(c, need > fast ? need : fast);
+    if (rc < 0)
+        return rc;
+    struct attn_job j = { a, c, kern_vec_for(c->isa), NULL, 0, NULL };
+    long nwork = a->T * a->n_q;
+    if (c->isa != KERN_ISA_SCALAR && a->T <= ATTN_SPLIT_T) {
+        long n = 0;
+        for (long t = 0; t < a->T; t++)
+            n += a->n_kv * ((a->pos0 + t + ATTN_CHUNK) / ATTN_CHUNK);
+        size_t bytes = 0;
+        if (ckd_mul_sz(&bytes, (size_t)n, sizeof(struct attn_item) + (size_t)G * (hd + 2) * 4))
+            return err_set(ERR_NOMEM, "attention: %ld positions too many", np);
+        float *work;
+        if ((rc = kern_cpu_work(c, bytes + 64, &work)) < 0)
+            return rc;
+        float *parts = work;
+        struct attn_item *items = (struct attn_item *)(parts + n * G * (hd + 2));
+        long k = 0;
+        for (long t = 0; t < a->T; t++)
+            for (int g = 0; g < a->n_kv; g++)
+                for (long p = 0; p < a->pos0 + t + 1; p += ATTN_CHUNK) {
+                    long e = p + ATTN_CHUNK < a->pos0 + t + 1 ? p + ATTN_CHUNK : a->pos0 + t + 1;
+                    items[k++] = (struct attn_item){ t, g, p, e };
+                }
+        j.items = items;
+        j.nitems = n;
+        j.parts = parts;
+        nwork = n;
+    } else if (c->isa != KERN_ISA_SCALAR) {
+        nwork = a->T * a->n_kv;
+    }
+    if (c->nthreads == 1 || nwork == 1)
+        attn_part(&j, 0, 1);
+    else
+        pool_run(c->pool, attn_part, &j);
+    if (j.items) {
+        /* merge the chunks of each (token, kv head) in order */
+        for (long it = 0; it < j.nitems;) {
+            long t = j.items[it].t;
+            int g = j.items[it].g;
+            long e = it;
+            while (e < j.nitems && j.items[e].t == t && j.items[e].g == g)
+                e++;
+            for (int h = 0; h < G; h++) {
+                float *first = j.parts + (it * G + h) * (hd + 2);
+                float M = -INFINITY;
+                for (long q = it; q < e; q++)
+                    M = fmaxf(M, j.parts[(q * G + h) * (hd + 2)]);
+                float l = 0;
+                for (long q = it; q < e; q++) {
+                    float *ph = j.parts + (q * G + h) * (hd + 2);
+                    float f = expf(ph[0] - M);
+                    l += ph[1] * f;
+                    if (q == it)
+                        j.v->scale(first + 2, f, hd);
+                    else
+                        j.v->axpy(first + 2, f, ph + 2, hd);
+                }
+                first[1] = l;
+                finish(a, first, a->out + (t * a->n_q + g * G + h) * hd);
+            }
+            it = e;
+        }
+    }
+    return 0;
+}

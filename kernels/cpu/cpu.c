@@ -15,6 +15,16 @@
 
 /* ------------------------------------------------------------------ ISA detection */
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+/* F16C is CPUID.1:ECX bit 29; clang's __builtin_cpu_supports does not know "f16c". */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#endif
+
 int kern_isa_supported(int isa)
 {
     switch (isa) {
@@ -22,8 +32,7 @@ int kern_isa_supported(int isa)
 #if defined(__x86_64__) || defined(__i386__)
     /* __builtin_cpu_supports checks the OS's xsave state (XCR0) for AVX and AVX-512 too. */
     case KERN_ISA_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     case KERN_ISA_AVX512:
         return kern_isa_supported(KERN_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

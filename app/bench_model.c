@@ -26,12 +26,13 @@
 #include <unistd.h>
 
 static const struct cli_opt opts[] = {
-    {"model", 'm', 1, "DIR", "checkpoint directory"},
-    {"synthetic", 0, 1, "tiny|small", "a generated checkpoint (cached under $XDG_CACHE_HOME/lode)"},
-    {"prompt", 0, 1, "N", "prefill tokens (default 128)"},
-    {"gen", 0, 1, "N", "decoded tokens (default 32)"},
+    { "model", 'm', 1, "DIR", "checkpoint directory" },
+    { "synthetic", 0, 1, "tiny|small",
+      "a generated checkpoint (cached under $XDG_CACHE_HOME/lode)" },
+    { "prompt", 0, 1, "N", "prefill tokens (default 128)" },
+    { "gen", 0, 1, "N", "decoded tokens (default 32)" },
     ENGINE_CLI_OPTS,
-    {0},
+    { 0 },
 };
 
 /* Weights multiplied per token (dense layers, top-k + shared experts, lm_head). */
@@ -162,8 +163,10 @@ int bench_model_run(struct app *a, int argc, char **argv)
     double aw = active_weights(mc), pre_tps = nprompt / t_pre, dec_tps = ngen / t_dec;
     double dec_gbs = (double)st.per_token_bytes * dec_tps / 1e9;
     printf("model         %s (%s, %lld layers, hidden %lld, %lld experts top-%lld)\n",
-           synth ? synth : ea.model ? ea.model : cfg_str(&a->cfg, CFG_MODEL), mc->arch,
-           (long long)mc->n_layers, (long long)mc->hidden, (long long)mc->n_experts,
+           synth      ? synth
+           : ea.model ? ea.model
+                      : cfg_str(&a->cfg, CFG_MODEL),
+           mc->arch, (long long)mc->n_layers, (long long)mc->hidden, (long long)mc->n_experts,
            (long long)mc->top_k);
     printf("cpu           %d threads, %s kernels\n",
            ea.o.threads > 0 ? ea.o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
@@ -185,9 +188,10 @@ done:
 }
 
 static const struct cli_opt kopts[] = {
-    {"only", 0, 1, "LIST", "sections: mem, matvec, gemm, attn, gdn (comma-separated; default all)"},
-    {"threads", 0, 1, "N", "CPU threads (default: config key threads, 0 = all cores)"},
-    {0},
+    { "only", 0, 1, "LIST",
+      "sections: mem, matvec, gemm, attn, gdn (comma-separated; default all)" },
+    { "threads", 0, 1, "N", "CPU threads (default: config key threads, 0 = all cores)" },
+    { 0 },
 };
 
 int bench_kernels_run(struct app *a, int argc, char **argv)

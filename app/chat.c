@@ -42,7 +42,7 @@ int chat_template_open(const char *dir, struct tpl **out, const char **from)
 {
     static char where[PATH_MAX + 64];
     char path[PATH_MAX];
-    struct buf b = {0};
+    struct buf b = { 0 };
     int rc;
     *out = NULL;
     if (dir && fs_join(path, sizeof path, dir, "chat_template.jinja") == 0 && fs_exists(path)) {
@@ -89,7 +89,7 @@ int chat_render_user(const char *dir, const char *content, int thinking, struct 
     cJSON_AddStringToObject(m, "role", "user");
     cJSON_AddStringToObject(m, "content", content);
     cJSON_AddItemToArray(msgs, m);
-    struct tpl_opts o = {0};
+    struct tpl_opts o = { 0 };
     o.add_generation_prompt = 1;
     o.enable_thinking = thinking ? TPL_TRUE : TPL_FALSE;
     char *text = NULL;

@@ -23,23 +23,24 @@
 #include <unistd.h>
 
 static const struct cli_opt opts[] = {
-    {"model", 'm', 1, "DIR", "checkpoint directory (default: config key model)"},
-    {"prompt", 'p', 1, "TEXT", "the prompt (default: read stdin)"},
-    {"chat", 0, 0, NULL, "wrap the prompt as a user turn with the chat template"},
-    {"thinking", 0, 1, "on|off", "with --chat: thinking mode (default: config key thinking)"},
-    {"max-tokens", 'n', 1, "N", "stop after N generated tokens (default 512)"},
-    {"seed", 's', 1, "N", "sampling seed (default 0)"},
-    {"preset", 0, 1, "NAME", "thinking, non-thinking or greedy"},
-    {"temperature", 0, 1, "X", "sampling temperature (0 = greedy)"},
-    {"top-p", 0, 1, "X", "nucleus sampling mass"},
-    {"top-k", 0, 1, "N", "keep the N most likely tokens (0 = off)"},
-    {"min-p", 0, 1, "X", "drop tokens below X times the top probability"},
-    {"presence-penalty", 0, 1, "X", "subtract X from tokens already in the context"},
-    {"repetition-penalty", 0, 1, "X", "divide (multiply) positive (negative) logits of seen tokens"},
-    {"tokenizer", 0, 1, "FILE", "tokenizer.json (default: the model directory's)"},
-    {"stats", 0, 0, NULL, "print token counts and speeds on stderr"},
+    { "model", 'm', 1, "DIR", "checkpoint directory (default: config key model)" },
+    { "prompt", 'p', 1, "TEXT", "the prompt (default: read stdin)" },
+    { "chat", 0, 0, NULL, "wrap the prompt as a user turn with the chat template" },
+    { "thinking", 0, 1, "on|off", "with --chat: thinking mode (default: config key thinking)" },
+    { "max-tokens", 'n', 1, "N", "stop after N generated tokens (default 512)" },
+    { "seed", 's', 1, "N", "sampling seed (default 0)" },
+    { "preset", 0, 1, "NAME", "thinking, non-thinking or greedy" },
+    { "temperature", 0, 1, "X", "sampling temperature (0 = greedy)" },
+    { "top-p", 0, 1, "X", "nucleus sampling mass" },
+    { "top-k", 0, 1, "N", "keep the N most likely tokens (0 = off)" },
+    { "min-p", 0, 1, "X", "drop tokens below X times the top probability" },
+    { "presence-penalty", 0, 1, "X", "subtract X from tokens already in the context" },
+    { "repetition-penalty", 0, 1, "X",
+      "divide (multiply) positive (negative) logits of seen tokens" },
+    { "tokenizer", 0, 1, "FILE", "tokenizer.json (default: the model directory's)" },
+    { "stats", 0, 0, NULL, "print token counts and speeds on stderr" },
     ENGINE_CLI_OPTS,
-    {0},
+    { 0 },
 };
 
 static int parse_num(const char *cmd, const char *flag, const char *s, double lo, double hi,
@@ -49,8 +50,7 @@ static int parse_num(const char *cmd, const char *flag, const char *s, double lo
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end || errno || !(v >= lo && v <= hi))
-        return cli_usage_error(cmd, "--%s: expected a number in %g..%g, got '%s'", flag, lo, hi,
-                               s);
+        return cli_usage_error(cmd, "--%s: expected a number in %g..%g, got '%s'", flag, lo, hi, s);
     *out = v;
     return EXIT_OK;
 }
@@ -65,9 +65,10 @@ static int run(struct app *a, int argc, char **argv)
     struct engine_args ea;
     engine_args_init(&ea, a);
     /* flags are applied after the defaults are known: remember them */
-    const char *preset = NULL, *samp_flag[6] = {0};
-    static const char *samp_names[6] = {"temperature", "top-p", "top-k", "min-p",
-                                        "presence-penalty", "repetition-penalty"};
+    const char *preset = NULL, *samp_flag[6] = { 0 };
+    static const char *samp_names[6] = {
+        "temperature", "top-p", "top-k", "min-p", "presence-penalty", "repetition-penalty"
+    };
     struct cli c;
     cli_init(&c, argc, argv);
     for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
@@ -112,12 +113,12 @@ static int run(struct app *a, int argc, char **argv)
             return EXIT_USAGE;
     }
 
-    struct buf text = {0}, out = {0};
+    struct buf text = { 0 }, out = { 0 };
     struct eng *e = NULL;
     struct tok *t = NULL;
     struct seq_state *s = NULL;
     struct sampler *sm = NULL;
-    struct tok_ids ids = {0};
+    struct tok_ids ids = { 0 };
     float *lg = NULL;
     int rc = EXIT_ERROR;
     if (prompt)
@@ -138,7 +139,7 @@ static int run(struct app *a, int argc, char **argv)
         goto done;
     }
     if (chat) {
-        struct buf rendered = {0};
+        struct buf rendered = { 0 };
         if (chat_render_user(dir, text.p ? text.p : "", thinking, &rendered) < 0) {
             buf_free(&rendered);
             cli_fail();
@@ -163,7 +164,9 @@ static int run(struct app *a, int argc, char **argv)
     }
     if (preset)
         sp = samp_preset(samp_preset_parse(preset));
-    double lims[6][2] = {{0, 100}, {1e-9, 1}, {0, 1e9}, {0, 1}, {-10, 10}, {1e-9, 10}};
+    double lims[6][2] = {
+        { 0, 100 }, { 1e-9, 1 }, { 0, 1e9 }, { 0, 1 }, { -10, 10 }, { 1e-9, 10 }
+    };
     for (int k = 0; k < 6; k++) {
         if (!samp_flag[k])
             continue;
@@ -198,7 +201,7 @@ static int run(struct app *a, int argc, char **argv)
     /* stop ids: the chat end markers and every eos of the checkpoint */
     int32_t stop[2 + MCFG_MAX_EOS];
     int nstop = 0;
-    const char *markers[2] = {"<|im_end|>", "<|endoftext|>"};
+    const char *markers[2] = { "<|im_end|>", "<|endoftext|>" };
     for (int k = 0; k < 2; k++)
         if ((stop[nstop] = find_tok(t, markers[k])) >= 0)
             nstop++;
@@ -252,8 +255,7 @@ static int run(struct app *a, int argc, char **argv)
         fprintf(stderr,
                 "lode: prompt %zu tokens in %.2f s (%.1f tok/s), generated %ld tokens in %.2f s "
                 "(%.1f tok/s)\n",
-                ids.n, t1 - t0, ids.n / (t1 - t0 + 1e-9), ngen, t2 - t1,
-                ngen / (t2 - t1 + 1e-9));
+                ids.n, t1 - t0, ids.n / (t1 - t0 + 1e-9), ngen, t2 - t1, ngen / (t2 - t1 + 1e-9));
     rc = EXIT_OK;
 done:
     free(lg);
@@ -268,9 +270,12 @@ done:
 }
 
 const struct command cmd_generate = {
-    "generate", run, "stream a completion of a prompt",
+    "generate",
+    run,
+    "stream a completion of a prompt",
     "usage: lode generate [--model DIR] [-p TEXT] [--chat] [--thinking on|off] [--max-tokens N]\n"
-    "                     [--seed N] [--preset thinking|non-thinking|greedy] [--temperature X ...]\n"
+    "                     [--seed N] [--preset thinking|non-thinking|greedy] [--temperature X "
+    "...]\n"
     "\n"
     "Tokenizes the prompt (stdin when -p is absent), runs it through the model and streams the\n"
     "sampled continuation to stdout. --chat renders the prompt as one user turn with the chat\n"

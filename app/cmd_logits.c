@@ -11,12 +11,12 @@
 #include <string.h>
 
 static const struct cli_opt opts[] = {
-    {"model", 'm', 1, "DIR", "checkpoint directory (default: config key model)"},
-    {"tokens", 't', 1, "1,2,3", "comma-separated token ids"},
-    {"all", 'a', 0, NULL, "logits of every position, not only the last"},
-    {"out", 'o', 1, "FILE", "write raw little-endian float32 instead of JSON"},
+    { "model", 'm', 1, "DIR", "checkpoint directory (default: config key model)" },
+    { "tokens", 't', 1, "1,2,3", "comma-separated token ids" },
+    { "all", 'a', 0, NULL, "logits of every position, not only the last" },
+    { "out", 'o', 1, "FILE", "write raw little-endian float32 instead of JSON" },
     ENGINE_CLI_OPTS,
-    {0},
+    { 0 },
 };
 
 static int parse_ids(const char *s, int32_t **out, long *n)
@@ -105,7 +105,7 @@ static int run(struct app *a, int argc, char **argv)
             goto done;
         }
     } else {
-        struct buf b = {0};
+        struct buf b = { 0 };
         buf_puts(&b, all ? "[" : "");
         for (long r = 0; r < rows; r++) {
             buf_puts(&b, r ? ",\n[" : "[");
@@ -127,7 +127,9 @@ done:
 }
 
 const struct command cmd_logits = {
-    "logits", run, "print the model's logits for a list of token ids",
+    "logits",
+    run,
+    "print the model's logits for a list of token ids",
     "usage: lode logits [--model DIR] --tokens 1,2,3 [--all] [--out FILE]\n"
     "\n"
     "Runs the forward pass over the ids and prints the logits of the last position as a JSON\n"

@@ -12,7 +12,7 @@ void engine_args_init(struct engine_args *ea, struct app *a)
 {
     ea->o = eng_opts_default();
     ea->model = NULL;
-    static const int kv[3] = {KERN_FP8, KERN_BF16, KERN_F32}; /* config enum order */
+    static const int kv[3] = { KERN_FP8, KERN_BF16, KERN_F32 }; /* config enum order */
     ea->o.kv_type = kv[cfg_int(&a->cfg, CFG_KV_CACHE)];
     ea->o.threads = (int)cfg_int(&a->cfg, CFG_THREADS);
 }
@@ -31,7 +31,7 @@ int engine_args_opt(struct engine_args *ea, struct app *a, const char *cmd, cons
     }
     if (!strcmp(name, "kv")) {
         int rc = cli_cfg_flag(a, cmd, "kv_cache", "kv", value);
-        static const int kv[3] = {KERN_FP8, KERN_BF16, KERN_F32};
+        static const int kv[3] = { KERN_FP8, KERN_BF16, KERN_F32 };
         ea->o.kv_type = kv[cfg_int(&a->cfg, CFG_KV_CACHE)];
         return rc;
     }
@@ -52,7 +52,7 @@ int engine_args_opt(struct engine_args *ea, struct app *a, const char *cmd, cons
         return EXIT_OK;
     }
     if (!strcmp(name, "isa")) {
-        static const char *names[] = {"scalar", "avx2", "avx512"};
+        static const char *names[] = { "scalar", "avx2", "avx512" };
         if (!strcmp(value, "auto")) {
             ea->o.isa = KERN_ISA_AUTO;
             return EXIT_OK;

@@ -10,11 +10,13 @@
 
 /* Append to a command's option table (before the {0} terminator). */
 #define ENGINE_CLI_OPTS                                                                            \
-    {"backend", 0, 1, "cpu", "inference backend (cpu; cuda when built and present)"},             \
-        {"threads", 0, 1, "N", "CPU threads (default: config key threads, 0 = all cores)"},       \
-        {"kv", 0, 1, "fp8|bf16|f32", "KV-cache precision (default: config key kv_cache)"},        \
-        {"yarn", 0, 1, "FACTOR", "YaRN context extension factor (4 for 1M tokens)"},              \
-        {"isa", 0, 1, "auto|scalar|avx2|avx512", "CPU instruction set for the kernels"}
+    { "backend", 0, 1, "cpu", "inference backend (cpu; cuda when built and present)" },            \
+        { "threads", 0, 1, "N", "CPU threads (default: config key threads, 0 = all cores)" },      \
+        { "kv", 0, 1, "fp8|bf16|f32", "KV-cache precision (default: config key kv_cache)" },       \
+        { "yarn", 0, 1, "FACTOR", "YaRN context extension factor (4 for 1M tokens)" },             \
+    {                                                                                              \
+        "isa", 0, 1, "auto|scalar|avx2|avx512", "CPU instruction set for the kernels"              \
+    }
 
 struct engine_args {
     struct eng_opts o;

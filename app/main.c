@@ -25,20 +25,9 @@ static const struct command cmd_help = {
 
 /* The command table: one line per subcommand, in the order --help lists them. */
 static const struct command *const commands[] = {
-    &cmd_bench,
-    &cmd_config,
-    &cmd_generate,
-    &cmd_help,
-    &cmd_inspect,
-    &cmd_logits,
-    &cmd_mkmodel,
-    &cmd_pull,
-    &cmd_sandbox,
-    &cmd_sessions,
-    &cmd_template,
-    &cmd_tokenize,
-    &cmd_toolcalls,
-    &cmd_version,
+    &cmd_bench,    &cmd_config,   &cmd_generate,  &cmd_help,    &cmd_inspect,
+    &cmd_logits,   &cmd_mkmodel,  &cmd_pull,      &cmd_sandbox, &cmd_sessions,
+    &cmd_template, &cmd_tokenize, &cmd_toolcalls, &cmd_version,
 };
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -20,15 +20,15 @@
 
 /* Scratch layout for one chunk of T tokens (floats). */
 struct fwd_bufs {
-    float *x;   /* [T, H] residual stream */
-    float *h;   /* [T, H] normed input of a block */
-    float *y;   /* [T, H] block output */
-    float *big; /* [T, max(q_out, conv_dim)] attention qg or DeltaNet mixed qkv */
-    float *aux; /* [T, max(kv_out * 2, conv_dim)] k|v or the conv output */
-    float *z;   /* [T, max(n_h*hd, n_v*dv)] attention output or DeltaNet z */
-    float *o;   /* [T, n_v*dv] DeltaNet core output */
-    float *ab;  /* [T, 2 * n_v] DeltaNet a and b, then g and beta */
-    float *gb;  /* [T, 2 * n_v] */
+    float *x;      /* [T, H] residual stream */
+    float *h;      /* [T, H] normed input of a block */
+    float *y;      /* [T, H] block output */
+    float *big;    /* [T, max(q_out, conv_dim)] attention qg or DeltaNet mixed qkv */
+    float *aux;    /* [T, max(kv_out * 2, conv_dim)] k|v or the conv output */
+    float *z;      /* [T, max(n_h*hd, n_v*dv)] attention output or DeltaNet z */
+    float *o;      /* [T, n_v*dv] DeltaNet core output */
+    float *ab;     /* [T, 2 * n_v] DeltaNet a and b, then g and beta */
+    float *gb;     /* [T, 2 * n_v] */
     float *router; /* [T, E] */
     int *idx;      /* [T, k] */
     float *wt;     /* [T, k] */
@@ -46,8 +46,10 @@ static int get_bufs(struct eng *e, long T, struct fwd_bufs *b)
     long cd = (long)mcfg_conv_dim(c), vd = (long)mcfg_lin_val_dim(c);
     long nv = (long)c->lin_v_heads, E = (long)c->n_experts, k = (long)c->top_k;
     long ao = (long)(c->n_heads * c->head_dim), Is = (long)lmax(c->shared_inter, 1);
-    long sizes[15] = {H, H, H, lmax(qo, cd), lmax(2 * kvo, cd), lmax(ao, vd), vd, 2 * nv,
-                      2 * nv, E, k, k, 1, H, 2 * Is};
+    long sizes[15] = {
+        H, H, H, lmax(qo, cd), lmax(2 * kvo, cd), lmax(ao, vd), vd, 2 * nv, 2 * nv, E, k,
+        k, 1, H, 2 * Is
+    };
     size_t total = 0;
     for (int i = 0; i < 15; i++) {
         size_t n;
@@ -63,8 +65,8 @@ static int get_bufs(struct eng *e, long T, struct fwd_bufs *b)
         e->work_floats = total;
     }
     float *p = e->work;
-    float **dst[15] = {&b->x,  &b->h,      &b->y,  &b->big, &b->aux, &b->z,  &b->o,  &b->ab,
-                       &b->gb, &b->router, NULL,   &b->wt,  &b->sgate, &b->sh, &b->tmp};
+    float **dst[15] = { &b->x,  &b->h,      &b->y, &b->big, &b->aux,   &b->z,  &b->o,  &b->ab,
+                        &b->gb, &b->router, NULL,  &b->wt,  &b->sgate, &b->sh, &b->tmp };
     for (int i = 0; i < 15; i++) {
         if (dst[i])
             *dst[i] = p;

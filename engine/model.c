@@ -14,7 +14,7 @@
 
 struct eng_opts eng_opts_default(void)
 {
-    struct eng_opts o = {0};
+    struct eng_opts o = { 0 };
     o.threads = 0;
     o.isa = KERN_ISA_AUTO;
     o.kv_type = KERN_FP8;
@@ -161,8 +161,7 @@ static int bind_layer(struct eng *e, int l)
             (rc = small_f32(e, &cl->conv1d, cd * c->conv_kernel, "conv1d", &L->conv_w)) < 0 ||
             (rc = small_f32(e, &cl->A_log, nv, "A_log", &a_log)) < 0 ||
             (rc = small_f32(e, &cl->dt_bias, nv, "dt_bias", &L->dt_bias)) < 0 ||
-            (rc = small_f32(e, &cl->lin_norm, c->lin_v_dim, "linear_attn.norm", &L->lin_norm)) <
-                0)
+            (rc = small_f32(e, &cl->lin_norm, c->lin_v_dim, "linear_attn.norm", &L->lin_norm)) < 0)
             return err_prefix(rc, "%s", what);
         /* g = -exp(A_log) * softplus(a + dt_bias): the constant factor once */
         L->neg_exp_a = a_log;
@@ -269,8 +268,8 @@ int eng_open(struct eng **out, const char *dir, const struct eng_opts *o)
     double yarn = e->o.yarn > 1 ? e->o.yarn : c->rope_type == MCFG_ROPE_YARN ? c->yarn_factor : 0;
     long orig = c->yarn_orig_max_pos > 0 ? (long)c->yarn_orig_max_pos : (long)c->max_pos;
     if (!(e->rope_inv = own(e, (size_t)c->rotary_dim / 2 * sizeof(float))) ||
-        (rc = kern_rope_freqs(e->rope_inv, &e->rope_mscale, (int)c->rotary_dim, c->rope_theta,
-                              yarn, orig)) < 0) {
+        (rc = kern_rope_freqs(e->rope_inv, &e->rope_mscale, (int)c->rotary_dim, c->rope_theta, yarn,
+                              orig)) < 0) {
         if (!e->rope_inv)
             rc = err_set(ERR_NOMEM, "out of memory");
         goto fail;

@@ -25,11 +25,11 @@
 #include <stdint.h>
 
 struct eng_opts {
-    int threads;     /* <= 0: all cores */
-    int isa;         /* enum kern_isa; KERN_ISA_AUTO picks the best */
-    int kv_type;     /* enum kern_dtype: KERN_FP8 (default), KERN_BF16, KERN_F32 */
-    long chunk;      /* prefill tokens per forward step (bounds activation memory) */
-    double yarn;     /* > 1: force YaRN with this factor (over the config's max positions) */
+    int threads; /* <= 0: all cores */
+    int isa;     /* enum kern_isa; KERN_ISA_AUTO picks the best */
+    int kv_type; /* enum kern_dtype: KERN_FP8 (default), KERN_BF16, KERN_F32 */
+    long chunk;  /* prefill tokens per forward step (bounds activation memory) */
+    double yarn; /* > 1: force YaRN with this factor (over the config's max positions) */
 };
 
 struct eng_opts eng_opts_default(void);

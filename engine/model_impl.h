@@ -12,7 +12,7 @@
  * owned fp32 arrays at open time (a few KB per layer); big weights stay
  * views into the mmap. */
 struct eng_layer {
-    int full; /* 1 gated attention, 0 Gated DeltaNet */
+    int full;                   /* 1 gated attention, 0 Gated DeltaNet */
     float *in_norm, *post_norm; /* [H], used as (1 + w) */
     /* gated attention */
     struct kern_weight q, k, v, o; /* q: [n_h * hd * (1 + gate), H] */
@@ -25,9 +25,9 @@ struct eng_layer {
     float *dt_bias;                       /* [n_v] */
     float *lin_norm;                      /* [dv], plain w */
     /* MoE */
-    struct kern_weight router;     /* [E, H] */
-    struct kern_expert *experts;   /* [E]; owned array of views */
-    struct kern_expert shared;     /* [Is, H] / [H, Is] */
+    struct kern_weight router;      /* [E, H] */
+    struct kern_expert *experts;    /* [E]; owned array of views */
+    struct kern_expert shared;      /* [Is, H] / [H, Is] */
     struct kern_weight shared_gate; /* [1, H] */
 };
 

@@ -10,26 +10,20 @@
 struct sampler {
     struct samp_params p;
     int32_t n_valid;
-    uint8_t *seen;     /* [n_valid]: token appeared in the context */
-    int32_t *cand;     /* [n_valid] candidate ids */
-    float *prob;       /* [n_valid] */
-    uint64_t rng[4];   /* xoshiro256** */
+    uint8_t *seen;   /* [n_valid]: token appeared in the context */
+    int32_t *cand;   /* [n_valid] candidate ids */
+    float *prob;     /* [n_valid] */
+    uint64_t rng[4]; /* xoshiro256** */
 };
 
 struct samp_params samp_preset(enum samp_preset p)
 {
-    struct samp_params s = {0};
+    struct samp_params s = { 0 };
     s.repetition_penalty = 1.0f;
     switch (p) {
-    case SAMP_THINKING:
-        s.temperature = 0.6f, s.top_p = 0.95f, s.top_k = 20, s.min_p = 0;
-        break;
-    case SAMP_NON_THINKING:
-        s.temperature = 0.7f, s.top_p = 0.8f, s.top_k = 20, s.min_p = 0;
-        break;
-    case SAMP_GREEDY:
-        s.temperature = 0, s.top_p = 1, s.top_k = 0;
-        break;
+    case SAMP_THINKING: s.temperature = 0.6f, s.top_p = 0.95f, s.top_k = 20, s.min_p = 0; break;
+    case SAMP_NON_THINKING: s.temperature = 0.7f, s.top_p = 0.8f, s.top_k = 20, s.min_p = 0; break;
+    case SAMP_GREEDY: s.temperature = 0, s.top_p = 1, s.top_k = 0; break;
     }
     return s;
 }
@@ -56,8 +50,7 @@ int samp_check(const struct samp_params *p)
     if (p->top_k < 0)
         return err_set(ERR_INVAL, "top_k %d: expected >= 0", p->top_k);
     if (!(p->repetition_penalty > 0 && p->repetition_penalty <= 10))
-        return err_set(ERR_INVAL, "repetition_penalty %g: expected (0, 10]",
-                       p->repetition_penalty);
+        return err_set(ERR_INVAL, "repetition_penalty %g: expected (0, 10]", p->repetition_penalty);
     if (!(p->presence_penalty >= -10 && p->presence_penalty <= 10))
         return err_set(ERR_INVAL, "presence_penalty %g: expected -10..10", p->presence_penalty);
     return 0;
@@ -174,8 +167,8 @@ int32_t samp_sample(struct sampler *s, float *logits, int32_t n)
         if (!s->seen[i])
             continue;
         if (p->repetition_penalty != 1.0f)
-            logits[i] =
-                logits[i] > 0 ? logits[i] / p->repetition_penalty : logits[i] * p->repetition_penalty;
+            logits[i] = logits[i] > 0 ? logits[i] / p->repetition_penalty
+                                      : logits[i] * p->repetition_penalty;
         logits[i] -= p->presence_penalty;
     }
     if (p->temperature <= 0)

@@ -29,7 +29,7 @@ static int golden_load(struct golden *g, const char *name)
 {
     memset(g, 0, sizeof *g);
     char path[256];
-    struct buf b = {0};
+    struct buf b = { 0 };
     snprintf(path, sizeof path, GOLDEN "/%s/golden.json", name);
     if (fs_read_file(path, 1 << 20, &b) < 0)
         return -1;
@@ -65,7 +65,7 @@ static int golden_fresh(struct golden *g, const char *name)
     cJSON_ArrayForEach(it, h)
     {
         char path[256], hex[65];
-        struct buf b = {0};
+        struct buf b = { 0 };
         snprintf(path, sizeof path, GOLDEN "/%s/%s", name, it->string);
         if (fs_read_file(path, 256 << 20, &b) < 0) {
             ok = 0;
@@ -148,7 +148,7 @@ static void check_golden(const char *name)
         struct seq_state *s;
         REQUIRE(eng_state_new(e, &s, T) == 0);
         float *lg = malloc((size_t)T * V * sizeof(float));
-        struct trace tr = {malloc((size_t)(L + 1) * T * H * sizeof(float)), T, H};
+        struct trace tr = { malloc((size_t)(L + 1) * T * H * sizeof(float)), T, H };
         eng_set_trace(e, trace_fn, &tr);
         CHECK(eng_forward(e, s, tok, T, lg, 1) == 0);
         eng_set_trace(e, NULL, NULL);
@@ -158,7 +158,11 @@ static void check_golden(const char *name)
         for (long l = 0; l <= L; l++) {
             double err = rel_err(tr.h + l * T * H, ref_h + l * T * H, (size_t)T * H);
             CHECKF(err <= 1e-3, "%s seq %d: hidden state %ld (%s) differs: rel err %.3g", name, i,
-                   l, l == 0 ? "embedding" : l == L ? "final norm" : "layer output", err);
+                   l,
+                   l == 0   ? "embedding"
+                   : l == L ? "final norm"
+                            : "layer output",
+                   err);
             if (err > 1e-3)
                 break;
         }
@@ -213,13 +217,13 @@ static void t_prefill_equals_decode(void)
     REQUIRE(e);
     int32_t tok[512];
     long T = seq_tokens(&g, 2, tok, 512), V = eng_vocab(e);
-    long none[1] = {0};
+    long none[1] = { 0 };
     float *whole = run_split(e, tok, T, none, 0);
     long every[512];
     for (long t = 0; t < T - 1; t++)
         every[t] = t + 1;
     float *steps = run_split(e, tok, T, every, (int)T - 1);
-    long mixed[3] = {5, 40, 71};
+    long mixed[3] = { 5, 40, 71 };
     float *some = run_split(e, tok, T, mixed, 3);
     REQUIRE(whole && steps && some);
     CHECKF(rel_err(steps, whole, (size_t)T * V) <= 1e-4, "token by token vs prefill: %.3g",
@@ -248,7 +252,7 @@ static void t_snapshot_and_serialize(void)
 {
     struct golden g;
     REQUIRE(golden_load(&g, "text") == 0);
-    int kvs[2] = {KERN_F32, KERN_FP8};
+    int kvs[2] = { KERN_F32, KERN_FP8 };
     for (int ki = 0; ki < 2; ki++) {
         struct eng *e = open_model(GOLDEN "/text", 0, kvs[ki]);
         REQUIRE(e);
@@ -262,12 +266,12 @@ static void t_snapshot_and_serialize(void)
         REQUIRE(seq_snapshot(s, &sn) == 0);
         uint8_t id[32];
         eng_model_id(e, id);
-        struct buf ser = {0};
+        struct buf ser = { 0 };
         REQUIRE(seq_serialize(s, id, &ser) == 0);
         /* uninterrupted */
         REQUIRE(eng_forward(e, s, tok + cut, T - cut, a, 0) == 0);
         /* a detour, then back to the snapshot */
-        int32_t junk[7] = {3, 1, 4, 1, 5, 9, 2};
+        int32_t junk[7] = { 3, 1, 4, 1, 5, 9, 2 };
         CHECK(seq_restore(s, sn) == 0);
         REQUIRE(eng_forward(e, s, junk, 7, NULL, 0) == 0);
         CHECK(seq_restore(s, sn) == 0);
@@ -302,7 +306,7 @@ static void t_threads_deterministic(void)
         struct eng *e = open_model(GOLDEN "/text", th, KERN_F32);
         REQUIRE(e);
         V = eng_vocab(e);
-        long none[1] = {0};
+        long none[1] = { 0 };
         float *lg = run_split(e, tok, T, none, 0);
         REQUIRE(lg);
         if (!ref)
@@ -323,7 +327,7 @@ static void t_bad_tokens(void)
     REQUIRE(e);
     struct seq_state *s;
     REQUIRE(eng_state_new(e, &s, 4) == 0);
-    int32_t bad[2] = {1, 256};
+    int32_t bad[2] = { 1, 256 };
     CHECK(eng_forward(e, s, bad, 2, NULL, 0) == ERR_INVAL);
     CHECK(strstr(err_msg(), "outside the vocabulary") != NULL);
     CHECK_INT(s->pos, 0);

@@ -17,14 +17,14 @@ static void t_greedy_and_masking(void)
     struct samp_params p = samp_preset(SAMP_GREEDY);
     struct sampler *s;
     REQUIRE(samp_new(&s, &p, 5) == 0);
-    float lg[8] = {0.1f, 2.0f, 2.0f, -1, 0, 9, 9, 9}; /* ids 5..7 are padding rows */
-    CHECK_INT(draw(s, lg, 8), 1);                      /* first of the tied maxima */
+    float lg[8] = { 0.1f, 2.0f, 2.0f, -1, 0, 9, 9, 9 }; /* ids 5..7 are padding rows */
+    CHECK_INT(draw(s, lg, 8), 1);                       /* first of the tied maxima */
     samp_free(s);
 }
 
 static void t_filters(void)
 {
-    float lg[6] = {5, 4, 3, 2, 1, 0};
+    float lg[6] = { 5, 4, 3, 2, 1, 0 };
     struct samp_params p = samp_preset(SAMP_GREEDY);
     p.temperature = 1.0f;
     p.top_k = 1;
@@ -44,7 +44,7 @@ static void t_filters(void)
     p.top_p = 1;
     p.min_p = 0.3f;
     REQUIRE(samp_new(&s, &p, 6) == 0);
-    int seen[6] = {0};
+    int seen[6] = { 0 };
     for (int i = 0; i < 400; i++)
         seen[draw(s, lg, 6)]++;
     CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] == 0 && seen[5] == 0);
@@ -54,13 +54,13 @@ static void t_filters(void)
 static void t_distribution(void)
 {
     /* with temperature 1 and no filters, frequencies follow the softmax */
-    float lg[4] = {1.0f, 0.0f, -1.0f, 0.5f};
+    float lg[4] = { 1.0f, 0.0f, -1.0f, 0.5f };
     struct samp_params p = samp_preset(SAMP_GREEDY);
     p.temperature = 1.0f;
     p.seed = th_seed();
     struct sampler *s;
     REQUIRE(samp_new(&s, &p, 4) == 0);
-    int n = 40000, cnt[4] = {0};
+    int n = 40000, cnt[4] = { 0 };
     for (int i = 0; i < n; i++)
         cnt[draw(s, lg, 4)]++;
     double z = 0;
@@ -110,7 +110,7 @@ static void t_seeded(void)
 
 static void t_penalties(void)
 {
-    float lg[3] = {2.0f, 1.9f, -1.0f};
+    float lg[3] = { 2.0f, 1.9f, -1.0f };
     struct samp_params p = samp_preset(SAMP_GREEDY);
     p.repetition_penalty = 1.5f; /* 2.0 -> 1.33 < 1.9 */
     struct sampler *s;

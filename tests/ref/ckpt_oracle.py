@@ -35,9 +35,6 @@ import sys
 import numpy as np
 import torch
 from compressed_tensors.compressors import ModelCompressor
-from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
-from compressed_tensors.utils.match import is_match, match_targets
-from safetensors import safe_open
 from compressed_tensors.quantization import (
     QuantizationArgs,
     QuantizationConfig,
@@ -47,6 +44,9 @@ from compressed_tensors.quantization import (
 from compressed_tensors.quantization.utils import calculate_qparams
 from safetensors.torch import save_file
 from transformers import Qwen3_5MoeForCausalLM, Qwen3_5MoeTextConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ct_decompress import linear_modules, read_tensors  # noqa: E402
 
 SUPER = "model.layers.2.mlp.experts.5.down_proj"
 
@@ -168,38 +168,7 @@ def write_expected(out, mods_weights):
 
 
 def decompress_dir(d):
-    cfg = json.load(open(os.path.join(d, "config.json")))
-    qc = cfg.get("quantization_config") or cfg.get("text_config", {}).get("quantization_config")
-    qconf = QuantizationConfig.model_validate(qc)
-    target_scheme = {}
-    for scheme in qconf.config_groups.values():
-        for t in scheme.targets:
-            target_scheme.setdefault(t, scheme)
-    idx = os.path.join(d, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) \
-        else ["model.safetensors"]
-    tensors = {}
-    for fn in files:
-        with safe_open(os.path.join(d, fn), "pt") as f:
-            for k in f.keys():
-                tensors[k] = f.get_tensor(k)
-    lin = torch.nn.Linear(1, 1)
-    names = set()
-    for k, v in tensors.items():
-        mod, _, leaf = k.rpartition(".")
-        if leaf == "weight_packed" or (leaf == "weight" and v.dim() == 2 and
-                                       not mod.endswith(("embed_tokens", "mlp.gate"))):
-            names.add(mod)
-    out = []
-    for name in sorted(names):
-        if not is_match(name, lin, list(target_scheme), qconf.ignore or []):
-            out.append((name, 16, 0, tensors[name + ".weight"]))
-            continue
-        scheme = target_scheme[match_targets(name, lin, list(target_scheme))[0]]
-        sd = {k: tensors[name + "." + k] for k in ("weight_packed", "weight_scale", "weight_shape")}
-        w = PackedQuantizationCompressor.decompress(sd, scheme)["weight"]
-        out.append((name, scheme.weights.num_bits, scheme.weights.group_size or 0, w))
-    mods = write_expected(d, out)
+    mods = write_expected(d, linear_modules(d, read_tensors(d)))
     print(f"decompressed {d}: {len(mods)} modules "
           f"({sum(1 for m in mods if m['bits'] == 4)} int4, "
           f"{sum(1 for m in mods if m['bits'] == 8)} int8)")

@@ -15,43 +15,18 @@ import torch
 
 def load_dense(d, cfg):
     """Dense float32 weights of a pack-quantized checkpoint, each quantized module
-    decompressed by the compressed-tensors library itself (its own matcher picks
-    the scheme), names as written (per expert)."""
-    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
-    from compressed_tensors.quantization import QuantizationConfig
-    from compressed_tensors.utils.match import is_match, match_targets
-    from safetensors import safe_open
-    qconf = QuantizationConfig.model_validate(cfg["quantization_config"])
-    target_scheme = {}
-    for scheme in qconf.config_groups.values():
-        for t in scheme.targets:
-            target_scheme.setdefault(t, scheme)
-    idx = os.path.join(d, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) \
-        else ["model.safetensors"]
-    tensors = {}
-    for fn in files:
-        with safe_open(os.path.join(d, fn), "pt") as f:
-            for k in f.keys():
-                tensors[k] = f.get_tensor(k)
-    lin = torch.nn.Linear(1, 1)
+    decompressed by the compressed-tensors library itself, names as written (per expert)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from ct_decompress import linear_modules, read_tensors
+    tensors = read_tensors(d)
     dense = {}
+    for name, bits, group, w in linear_modules(d, tensors, float_scales=True):
+        dense[name + ".weight"] = w.float()
     for k, v in tensors.items():
-        mod, _, leaf = k.rpartition(".")
-        if leaf in ("weight_scale", "weight_shape", "weight_zero_point", "weight_g_idx"):
+        leaf = k.rpartition(".")[2]
+        if leaf.startswith("weight_") or k in dense:
             continue
-        if leaf == "weight_packed":
-            if not is_match(mod, lin, list(target_scheme), qconf.ignore or []):
-                raise SystemExit(f"{mod}: packed but matched by no scheme")
-            scheme = target_scheme[match_targets(mod, lin, list(target_scheme))[0]]
-            sd = {x: tensors[mod + "." + x] for x in ("weight_packed", "weight_scale", "weight_shape")}
-            # The library dequantizes in the scale's dtype; with bf16 scales every weight would be
-            # rounded to bf16 once more. lode computes code * scale exactly in fp32, so give the
-            # library fp32 scales (same values) to get the exact products.
-            sd["weight_scale"] = sd["weight_scale"].float()
-            dense[mod + ".weight"] = PackedQuantizationCompressor.decompress(sd, scheme)["weight"].float()
-        else:
-            dense[k] = v.float()
+        dense[k] = v.float()
     return dense
 
 

@@ -15,6 +15,7 @@
 #include "tools/sandbox.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,6 +29,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const struct cli_opt opts[] = {
@@ -38,7 +40,7 @@ static const struct cli_opt opts[] = {
     { "approve", 0, 0, NULL, "approve running below L3 (what run_shell asks the user)" },
     { "write", 0, 0, NULL, "check: ask for write access" },
     { "fsize", 0, 1, "BYTES", "largest file the command may write (default 1 GiB)" },
-    { "nproc", 0, 1, "N", "process limit (RLIMIT_NPROC; not enforced for root)" },
+    { "nproc", 0, 1, "N", "process limit (pids cgroup, else RLIMIT_NPROC; 0: none)" },
     { "cpu", 0, 1, "S", "CPU-time limit in seconds (default 600)" },
     { "output-cap", 0, 1, "BYTES", "output kept, head and tail (default 65536)" },
     { "read-only", 0, 1, "PATH", "an extra never-writable path (repeatable)" },
@@ -120,6 +122,57 @@ static int selftest_syscalls(void)
     else
         printf("ptrace: %s\n", strerror(errno));
     return bad ? 3 : 0;
+}
+
+/* Counts the processes of its own pid namespace in /proc for `secs` seconds
+ * (1 ms steps, no fork: it must work while a fork bomb fills the sandbox)
+ * and keeps the largest count in `file`, rewritten at each new maximum (the
+ * sandbox may kill it at any time). An independent check of the pids cgroup:
+ * processes are counted by the kernel's /proc, not by the cgroup. */
+static int selftest_peak(const char *file, const char *secs)
+{
+    struct stat me;
+    if (stat("/proc/self/ns/pid", &me) < 0) {
+        printf("selftest-peak: /proc/self/ns/pid: %s\n", strerror(errno));
+        return 1;
+    }
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        printf("selftest-peak: %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    struct timespec t0, now, step = { 0, 1000000 };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double limit = atof(secs);
+    int max = 0;
+    for (now = t0; (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9 < limit;
+         clock_gettime(CLOCK_MONOTONIC, &now)) {
+        DIR *d = opendir("/proc");
+        int n = 0;
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (e->d_name[0] < '1' || e->d_name[0] > '9')
+                continue;
+            char p[300];
+            struct stat st;
+            snprintf(p, sizeof p, "/proc/%s/ns/pid", e->d_name);
+            if (stat(p, &st) == 0 ? st.st_ino == me.st_ino && st.st_dev == me.st_dev
+                                  : errno != ENOENT)
+                n++; /* unreadable: counted, to err on the strict side */
+        }
+        if (d)
+            closedir(d);
+        if (n > max) {
+            char b[32];
+            int len = snprintf(b, sizeof b, "%d\n", n);
+            max = n;
+            if (pwrite(fd, b, (size_t)len, 0) != len || ftruncate(fd, len) < 0) {
+            }
+        }
+        nanosleep(&step, NULL);
+    }
+    close(fd);
+    printf("at most %d processes\n", max);
+    return 0;
 }
 
 /* ---- shared set-up ---- */
@@ -204,6 +257,9 @@ static int do_run(struct app *a, struct setup *s, int argc, char **argv)
         if (r.truncated)
             fprintf(stderr, "lode sandbox: output was %zu bytes, head and tail kept\n",
                     r.out_total);
+        if (r.pids_peak >= 0)
+            fprintf(stderr, "lode sandbox: at most %ld tasks at once (limit %lu)\n", r.pids_peak,
+                    s->so.nproc);
         ec = r.exited ? r.status : 128 + r.status;
     }
     sbx_result_free(&r);
@@ -332,10 +388,15 @@ static int verify(struct app *a)
 
     printf("sandbox level: %s\n", sbx_level_name(level));
     printf("kernel: user ns %s, mount ns %s, net ns %s, pid ns %s, Landlock ABI %d, seccomp %s, "
-           "close_range %s, openat2 %s\n",
+           "close_range %s, openat2 %s, pids cgroup %s\n",
            v.caps.userns ? "yes" : "no", v.caps.mountns ? "yes" : "no", v.caps.netns ? "yes" : "no",
            v.caps.pidns ? "yes" : "no", v.caps.landlock_abi, v.caps.seccomp ? "yes" : "no",
-           v.caps.close_range ? "yes" : "no", pol_uses_openat2(v.pol) ? "yes" : "no");
+           v.caps.close_range ? "yes" : "no", pol_uses_openat2(v.pol) ? "yes" : "no",
+           v.caps.pids_cgroup ? v.caps.pids_base : "no");
+    printf("process limit: %s\n", sbx_nproc_mechanism(&v.caps)
+                                      ? sbx_nproc_mechanism(&v.caps)
+                                      : "none (root ignores RLIMIT_NPROC): an explicit limit "
+                                        "(--nproc) is refused");
     if (v.caps.why[0])
         printf("missing: %s\n", v.caps.why);
     printf("running as uid %u%s\n\n", (unsigned)getuid(),
@@ -430,20 +491,39 @@ static int verify(struct app *a)
     row(&v, "no processes left behind", st == 0 && r.wall_s < 5 ? "pass" : "FAIL", d);
     sbx_result_free(&r);
 
-    if (getuid() == 0 && level < 3)
+    if (!sbx_nproc_mechanism(&v.caps)) {
         row(&v, "fork bomb bounded", "unavailable",
-            "root ignores RLIMIT_NPROC and there is no pid namespace");
-    else {
+            getuid() == 0 ? "root ignores RLIMIT_NPROC and there is no pids cgroup"
+                          : "no pids cgroup and no user namespace");
+        if (geteuid() == 0) {
+            /* an explicit limit nothing can enforce must be refused */
+            v.so.nproc = 64;
+            v.so.nproc_explicit = 1;
+            snprintf(p, sizeof p, "%s/ran-unbounded", v.ws);
+            st = vrun(&v, "touch ran-unbounded", &r);
+            first_line(st < 0 ? err_msg() : "it ran", d, sizeof d);
+            row(&v, "fails closed (--nproc unenforced)", st < 0 && !fs_exists(p) ? "pass" : "FAIL",
+                d);
+            sbx_result_free(&r);
+            v.so = keep;
+        }
+    } else {
+        /* 2 s timeout; with a pids cgroup the kernel's own count (pids.peak)
+         * must stay at the limit, whatever the machine's speed */
         v.so.timeout_s = 2;
-        v.so.nproc = 256;
+        v.so.nproc = 64;
         v.so.cpu_s = 2;
         st = vrun(&v, "f() { f | f & }; f; sleep 1", &r);
-        snprintf(d, sizeof d, "%s after %.2f s",
+        int bounded = st >= 0 && r.wall_s < 10 && r.pids_peak <= (long)v.so.nproc;
+        char peak[64] = "";
+        if (r.pids_peak >= 0)
+            snprintf(peak, sizeof peak, ", at most %ld tasks (limit 64)", r.pids_peak);
+        snprintf(d, sizeof d, "%s after %.2f s%s",
                  st < 0        ? err_msg()
                  : r.timed_out ? "killed at the timeout"
                                : "ended",
-                 r.wall_s);
-        row(&v, "fork bomb bounded", st >= 0 && r.wall_s < 10 ? "pass" : "FAIL", d);
+                 r.wall_s, peak);
+        row(&v, "fork bomb bounded", bounded ? "pass" : "FAIL", d);
         sbx_result_free(&r);
         v.so = keep;
     }
@@ -497,6 +577,8 @@ static int run(struct app *a, int argc, char **argv)
         return selftest_tty();
     if (argc == 2 && !strcmp(argv[1], "selftest-syscalls"))
         return selftest_syscalls();
+    if (argc == 4 && !strcmp(argv[1], "selftest-peak"))
+        return selftest_peak(argv[2], argv[3]);
 
     struct setup s;
     memset(&s, 0, sizeof s);
@@ -557,9 +639,10 @@ static int run(struct app *a, int argc, char **argv)
                 return EXIT_USAGE;
             if (o == O_FSIZE)
                 s.so.fsize = n;
-            else if (o == O_NPROC)
+            else if (o == O_NPROC) {
                 s.so.nproc = (unsigned long)n;
-            else if (o == O_CPU)
+                s.so.nproc_explicit = 1;
+            } else if (o == O_CPU)
                 s.so.cpu_s = (unsigned long)n;
             else if (n < 64 || n > (1ull << 30))
                 return cli_usage_error("sandbox", "--output-cap: 64 bytes to 1 GiB");
@@ -586,6 +669,10 @@ static int run(struct app *a, int argc, char **argv)
         struct sbx_caps caps;
         sbx_probe(&caps, getenv("LODE_SANDBOX_DISABLE"));
         printf("%s\n", sbx_level_name(sbx_level(&caps)));
+        printf("process limit: %s\n",
+               sbx_nproc_mechanism(&caps)
+                   ? sbx_nproc_mechanism(&caps)
+                   : "none (root ignores RLIMIT_NPROC; --nproc N is refused)");
         if (caps.why[0])
             printf("missing: %s\n", caps.why);
         return EXIT_OK;

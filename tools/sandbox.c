@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "common/text.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
@@ -38,6 +39,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -107,6 +109,17 @@ const char *sbx_level_name(int level)
     case 1: return "L1: seccomp only (no filesystem confinement)";
     default: return "L0: no confinement available";
     }
+}
+
+const char *sbx_nproc_mechanism(const struct sbx_caps *c)
+{
+    if (c->pids_cgroup == 1)
+        return "pids cgroup (v1)";
+    if (c->pids_cgroup == 2)
+        return "pids cgroup (v2)";
+    if (geteuid() != 0 && sbx_level(c) >= 3)
+        return "RLIMIT_NPROC (per user namespace)";
+    return NULL;
 }
 
 /* ---- small child-safe helpers ---- */
@@ -521,6 +534,270 @@ static int drop_caps(void)
     return r;
 }
 
+/* ---- the pids cgroup (bounds the process count, root included) ----
+ *
+ * RLIMIT_NPROC does not bind the global root user (the kernel exempts
+ * INIT_USER, also inside a user namespace whose 0 maps to 0), so a fork bomb
+ * run by root would reach thousands of processes before the timeout. A pids
+ * cgroup bounds every task (processes and threads) in it whoever runs it.
+ * Each run gets a child "lode-sbx-<lode pid>-<n>" of the cgroup lode runs in
+ * (cgroup v1's pids hierarchy, or a v2 cgroup whose subtree has the pids
+ * controller); the child joins it before anything else, and the run removes
+ * it after killing what is left. Leftovers of crashed runs (dead owner pid)
+ * are removed by the probe. */
+
+#define CG_PREFIX "lode-sbx-"
+
+/* A small text file (procfs, cgroupfs) as a malloc'd string, or NULL. */
+static char *read_text(const char *path, size_t max)
+{
+    struct buf b = { 0 };
+    if (fs_read_file(path, max, &b) < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    return b.p ? b.p : calloc(1, 1);
+}
+
+/* The cgroup path of this process in the hierarchy named by `key` ("pids"
+ * for v1, "" for the v2 line "0::"), from /proc/self/cgroup, into out. */
+static int cg_self_path(const char *key, char *out, size_t cap)
+{
+    char *text = read_text("/proc/self/cgroup", 1 << 16);
+    if (!text)
+        return -1;
+    int rc = -1;
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (c2) {
+            *c2 = 0;
+            const char *ctl = c1 + 1;
+            int match = !*key ? !strcmp(line, "0") && !*ctl : 0;
+            for (const char *t = ctl; *key && *t;) {
+                size_t n = strcspn(t, ",");
+                if (n == strlen(key) && !strncmp(t, key, n))
+                    match = 1;
+                t += n + (t[n] == ',');
+            }
+            if (match && strlen(c2 + 1) < cap) {
+                snprintf(out, cap, "%s", c2 + 1);
+                rc = 0;
+                break;
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    return rc;
+}
+
+/* The mount point (and mount root) of the cgroup hierarchy: fstype "cgroup2"
+ * when key is "", else "cgroup" with `key` among the super options. */
+static int cg_mount(const char *key, char *mnt, size_t mcap, char *root, size_t rcap)
+{
+    char *text = read_text("/proc/self/mountinfo", 1 << 20);
+    if (!text)
+        return -1;
+    int rc = -1;
+    for (char *line = text; line && *line && rc < 0;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        /* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
+        char *f[6] = { 0 };
+        char *save = NULL, *tok = strtok_r(line, " ", &save);
+        for (int i = 0; tok && i < 6; i++, tok = i < 6 ? strtok_r(NULL, " ", &save) : tok)
+            f[i] = tok;
+        while (tok && strcmp(tok, "-"))
+            tok = strtok_r(NULL, " ", &save);
+        char *fstype = tok ? strtok_r(NULL, " ", &save) : NULL;
+        char *src = fstype ? strtok_r(NULL, " ", &save) : NULL;
+        char *super = src ? strtok_r(NULL, " ", &save) : NULL;
+        int match = 0;
+        if (fstype && f[4] && !strchr(f[4], '\\')) {
+            if (!*key)
+                match = !strcmp(fstype, "cgroup2");
+            else if (!strcmp(fstype, "cgroup") && super)
+                for (const char *t = super; *t;) {
+                    size_t n = strcspn(t, ",");
+                    if (n == strlen(key) && !strncmp(t, key, n))
+                        match = 1;
+                    t += n + (t[n] == ',');
+                }
+        }
+        if (match && strlen(f[4]) < mcap && strlen(f[3]) < rcap) {
+            snprintf(mnt, mcap, "%s", f[4]);
+            snprintf(root, rcap, "%s", f[3]);
+            rc = 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    return rc;
+}
+
+/* mount point + (our cgroup path relative to the mount's root) */
+static int cg_base(const char *key, char *out, size_t cap)
+{
+    char mnt[POL_PATH_MAX], root[POL_PATH_MAX], self[POL_PATH_MAX];
+    if (cg_mount(key, mnt, sizeof mnt, root, sizeof root) < 0 ||
+        cg_self_path(key, self, sizeof self) < 0)
+        return -1;
+    const char *rel = self;
+    size_t rn = strlen(root);
+    if (strcmp(root, "/") && !strncmp(self, root, rn) && (self[rn] == '/' || !self[rn]))
+        rel = self + rn;
+    int n = snprintf(out, cap, "%s%s", mnt, strcmp(rel, "/") ? rel : "");
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+static int cg_has_word(const char *file, const char *word)
+{
+    char *text = read_text(file, 4096);
+    if (!text)
+        return 0;
+    int found = 0;
+    for (char *save = NULL, *t = strtok_r(text, " \n", &save); t && !found;
+         t = strtok_r(NULL, " \n", &save))
+        found = !strcmp(t, word);
+    free(text);
+    return found;
+}
+
+/* SIGKILLs every process in the cgroup once (cgroup.kill where the kernel has
+ * it): also those that left the process group with setsid(). */
+static void cg_kill_all(const char *dir)
+{
+    char p[POL_PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/cgroup.kill", dir);
+    if (write_file(p, "1") == 0)
+        return;
+    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    char *text = read_text(p, 1 << 20);
+    for (char *save = NULL, *t = text ? strtok_r(text, "\n", &save) : NULL; t;
+         t = strtok_r(NULL, "\n", &save))
+        if (atoi(t) > 0)
+            kill((pid_t)atoi(t), SIGKILL);
+    free(text);
+}
+
+/* Kills every task in the cgroup and removes it; waits up to ~2 s for the
+ * tasks to go. 0 when it is gone. */
+static int cg_destroy(const char *dir)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            return -1;
+        cg_kill_all(dir); /* again each time: a fork may have raced the last pass */
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+/* Removes the cgroups of lode processes that are gone (a crash or SIGKILL
+ * skipped their clean-up). */
+static void cg_sweep(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    char p[POL_PATH_MAX + 300];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, CG_PREFIX, strlen(CG_PREFIX)))
+            continue;
+        long owner = strtol(e->d_name + strlen(CG_PREFIX), NULL, 10);
+        if (owner <= 0 || (kill((pid_t)owner, 0) < 0 && errno == ESRCH)) {
+            snprintf(p, sizeof p, "%s/%s", base, e->d_name);
+            cg_destroy(p);
+        }
+    }
+    closedir(d);
+}
+
+/* Finds a pids cgroup we can create children in: v1's pids hierarchy, else
+ * v2 (enabling pids in our cgroup's subtree if it is not yet, which only
+ * works where the cgroup has no processes of its own, or is the root). Tries
+ * a child for real. Returns 1 (v1), 2 (v2) or 0. */
+static int cg_probe(char *base, size_t cap)
+{
+    int ver = 0;
+    char p[POL_PATH_MAX + 64];
+    if (cg_base("pids", base, cap) == 0) {
+        ver = 1;
+    } else if (cg_base("", base, cap) == 0) {
+        snprintf(p, sizeof p, "%s/cgroup.controllers", base);
+        if (cg_has_word(p, "pids")) {
+            snprintf(p, sizeof p, "%s/cgroup.subtree_control", base);
+            if (cg_has_word(p, "pids") || write_file(p, "+pids") == 0)
+                ver = 2;
+        }
+    }
+    if (!ver)
+        return 0;
+    cg_sweep(base);
+    snprintf(p, sizeof p, "%s/" CG_PREFIX "%ld-probe", base, (long)getpid());
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return 0;
+    char f[POL_PATH_MAX + 96];
+    snprintf(f, sizeof f, "%s/pids.max", p);
+    int ok = write_file(f, "max") == 0;
+    snprintf(f, sizeof f, "%s/cgroup.procs", p);
+    ok = ok && access(f, W_OK) == 0;
+    rmdir(p);
+    return ok ? ver : 0;
+}
+
+/* Creates this run's cgroup with pids.max = nproc; dir receives its path and
+ * *procs_fd an open cgroup.procs for the child to write "0" to. */
+static int cg_create(const char *base, unsigned long nproc, char *dir, size_t cap, int *procs_fd)
+{
+    static unsigned seq;
+    unsigned n = __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED);
+    int w = snprintf(dir, cap, "%s/" CG_PREFIX "%ld-%u", base, (long)getpid(), n);
+    if (w < 0 || (size_t)w >= cap)
+        return err_set(ERR_IO, "sandbox: cgroup path too long");
+    if (mkdir(dir, 0700) < 0)
+        return err_errno("sandbox: creating the pids cgroup %s", dir);
+    char p[POL_PATH_MAX + 64], v[32];
+    snprintf(p, sizeof p, "%s/pids.max", dir);
+    snprintf(v, sizeof v, "%lu", nproc);
+    if (write_file(p, v) < 0) {
+        int rc = err_errno("sandbox: writing %s", p);
+        rmdir(dir);
+        return rc;
+    }
+    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    *procs_fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (*procs_fd < 0) {
+        int rc = err_errno("sandbox: opening %s", p);
+        rmdir(dir);
+        return rc;
+    }
+    return 0;
+}
+
+static long cg_read_num(const char *dir, const char *name)
+{
+    char p[POL_PATH_MAX + 64], b[32];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    b[n] = 0;
+    return strtol(b, NULL, 10);
+}
+
 /* ---- probe ---- */
 
 enum { P_USERNS = 1, P_MOUNTNS = 2, P_NETNS = 4, P_PIDNS = 8, P_SECCOMP = 16 };
@@ -574,13 +851,22 @@ int sbx_probe(struct sbx_caps *c, const char *disable)
         c->seccomp = !!(got & P_SECCOMP);
     }
 
+    c->pids_cgroup = cg_probe(c->pids_base, sizeof c->pids_base);
+    if (!c->pids_cgroup)
+        c->pids_base[0] = 0;
+
     /* the test hook: pretend mechanisms are missing */
-    int hook_ns = 0, hook_ll = 0, hook_sc = 0;
+    int hook_ns = 0, hook_ll = 0, hook_sc = 0, hook_pids = 0;
     if (disable && *disable) {
         int all = strstr(disable, "all") != NULL;
         hook_ns = all || strstr(disable, "userns");
         hook_ll = all || strstr(disable, "landlock");
         hook_sc = all || strstr(disable, "seccomp");
+        hook_pids = all || strstr(disable, "pids");
+        if (hook_pids) {
+            c->pids_cgroup = 0;
+            c->pids_base[0] = 0;
+        }
         if (hook_ns)
             c->userns = c->mountns = c->netns = c->pidns = 0;
         if (hook_ll)
@@ -606,6 +892,11 @@ int sbx_probe(struct sbx_caps *c, const char *disable)
         buf_puts(&w, "seccomp disabled by LODE_SANDBOX_DISABLE; ");
     else if (!c->seccomp)
         buf_puts(&w, "seccomp filters unavailable; ");
+    if (hook_pids)
+        buf_puts(&w, "pids cgroup disabled by LODE_SANDBOX_DISABLE; ");
+    else if (!c->pids_cgroup)
+        buf_puts(&w, "no pids cgroup we can create children in (the process limit falls back to "
+                     "RLIMIT_NPROC, which root ignores); ");
     snprintf(c->why, sizeof c->why, "%s", w.p ? w.p : "");
     size_t n = strlen(c->why);
     if (n >= 2)
@@ -644,9 +935,13 @@ static void set_limit(int errfd, int res, unsigned long long v, const char *name
 
 /* The child: everything up to execve. Never returns. */
 static void child(const struct sbx_opts *o, const char *command, char **envp, int outfd, int errfd,
-                  int level, const char *cwd, uid_t uid, gid_t gid)
+                  int level, const char *cwd, uid_t uid, gid_t gid, int cg_procs)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* join the run's pids cgroup before anything can fork ("0": ourselves;
+     * still root outside any namespace, so allowed) */
+    if (cg_procs >= 0 && write(cg_procs, "0", 1) != 1)
+        die(errfd, 1, "sandbox: joining the pids cgroup");
     if (setsid() < 0)
         die(errfd, 1, "sandbox: setsid");
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -668,8 +963,10 @@ static void child(const struct sbx_opts *o, const char *command, char **envp, in
     if (o->nofile)
         set_limit(errfd, RLIMIT_NOFILE, o->nofile, "NOFILE");
     /* RLIMIT_NPROC counts per user namespace (Linux >= 5.14), so inside our
-     * own namespace it bounds this command alone, root included; outside one
-     * it would count every process of the uid (and root ignores it) */
+     * own namespace it bounds this command alone; outside one it would count
+     * every process of the uid. The global root user is exempt everywhere
+     * (copy_process skips the check for INIT_USER, and our namespace maps 0
+     * to 0): for root only the pids cgroup bounds a fork bomb */
     if (o->nproc && level >= 3)
         set_limit(errfd, RLIMIT_NPROC, o->nproc, "NPROC");
     if (o->as)
@@ -813,12 +1110,18 @@ int sbx_run(const struct sbx_opts *o, const char *command, struct sbx_result *r)
                        "sandbox: refusing to run: hidden paths are configured but mount namespaces "
                        "are unavailable (%s)",
                        c->why);
+    if (o->nproc && o->nproc_explicit && !sbx_nproc_mechanism(c) && geteuid() == 0)
+        return err_set(ERR_DENIED,
+                       "sandbox: refusing to run: a process limit of %lu is configured but root "
+                       "ignores RLIMIT_NPROC and there is no pids cgroup (%s); run lode as a "
+                       "non-root user, give it a writable pids cgroup, or set the limit to 0",
+                       o->nproc, c->why);
     if (level < 3 && !o->approved)
         return err_set(ERR_DENIED,
-                       "sandbox: refusing to run without approval at %s: %s; protected paths%s are "
-                       "not enforced",
-                       sbx_level_name(level), c->why,
-                       level < 2 ? " and workspace confinement" : "");
+                       "sandbox: refusing to run without approval at %s: %s; protected paths%s%s "
+                       "are not enforced",
+                       sbx_level_name(level), c->why, level < 2 ? ", workspace confinement" : "",
+                       o->nproc && !sbx_nproc_mechanism(c) ? " and the process limit" : "");
     if (strlen(command) > 1u << 20)
         return err_set(ERR_INVAL, "sandbox: command longer than 1 MiB");
 
@@ -866,6 +1169,22 @@ int sbx_run(const struct sbx_opts *o, const char *command, struct sbx_result *r)
         }
         return rc;
     }
+    /* the run's pids cgroup; when it cannot be made and nothing else bounds
+     * the process count, refuse (fail closed) */
+    char cgdir[POL_PATH_MAX + 64];
+    int cg_procs = -1;
+    cgdir[0] = 0;
+    r->pids_peak = -1;
+    if (o->nproc && c->pids_cgroup &&
+        cg_create(c->pids_base, o->nproc, cgdir, sizeof cgdir, &cg_procs) < 0) {
+        cgdir[0] = 0;
+        if (o->nproc_explicit && (geteuid() == 0 || level < 3)) {
+            int rc = err_prefix(ERR_DENIED, "sandbox: refusing to run without the process limit");
+            free(envp);
+            close(outp[0]), close(outp[1]), close(errp[0]), close(errp[1]);
+            return rc;
+        }
+    }
     uid_t uid = getuid();
     gid_t gid = getgid();
     uint64_t t0 = time_ns();
@@ -875,16 +1194,22 @@ int sbx_run(const struct sbx_opts *o, const char *command, struct sbx_result *r)
         int rc = err_errno("sandbox: fork");
         free(envp);
         close(outp[0]), close(outp[1]), close(errp[0]), close(errp[1]);
+        if (cg_procs >= 0)
+            close(cg_procs);
+        if (cgdir[0])
+            cg_destroy(cgdir);
         return rc;
     }
     if (pid == 0) {
         close(outp[0]);
         close(errp[0]);
-        child(o, command, envp, outp[1], errp[1], level, cwd, uid, gid);
+        child(o, command, envp, outp[1], errp[1], level, cwd, uid, gid, cg_procs);
         _exit(126);
     }
     close(outp[1]);
     close(errp[1]);
+    if (cg_procs >= 0)
+        close(cg_procs);
     free(envp);
 
     /* set-up errors: the pipe closes empty on a successful execve */
@@ -915,22 +1240,32 @@ int sbx_run(const struct sbx_opts *o, const char *command, struct sbx_result *r)
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int exited = 0, eof = 0, st = 0;
     uint64_t drain_until = 0;
+    long sampled_peak = 0; /* pids.current sampled, for kernels without pids.peak */
     for (;;) {
         uint64_t now = time_ns();
+        if (cgdir[0]) {
+            long cur = cg_read_num(cgdir, "pids.current");
+            if (cur > sampled_peak)
+                sampled_peak = cur;
+        }
         if (!r->timed_out && !exited && deadline && now >= deadline) {
             kill(-pid, SIGKILL);
+            if (cgdir[0])
+                cg_kill_all(cgdir);
             r->timed_out = 1;
         }
         if (!exited && waitpid(pid, &st, WNOHANG) == pid) {
             exited = 1;
             /* background jobs may still hold the pipe: end them, then drain */
             kill(-pid, SIGKILL);
+            if (cgdir[0])
+                cg_kill_all(cgdir);
             drain_until = now + 500000000ull;
         }
         if ((exited && eof) || (drain_until && now >= drain_until))
             break;
         struct pollfd pf[2];
-        int np = 0, ms = pidfd >= 0 ? 1000 : 20;
+        int np = 0, ms = pidfd >= 0 && !cgdir[0] ? 1000 : 20;
         if (!eof)
             pf[np++] = (struct pollfd){ outp[0], POLLIN, 0 };
         if (pidfd >= 0 && !exited)
@@ -962,6 +1297,11 @@ int sbx_run(const struct sbx_opts *o, const char *command, struct sbx_result *r)
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
         }
     r->wall_s = (double)(time_ns() - t0) / 1e9;
+    if (cgdir[0]) {
+        long peak = cg_read_num(cgdir, "pids.peak"); /* recent kernels only */
+        r->pids_peak = peak >= 0 ? peak : sampled_peak;
+        cg_destroy(cgdir); /* a failure leaves it for the next start's sweep */
+    }
     if (rc == 0)
         rc = capture_finish(&cap, r);
     buf_free(&cap.head);

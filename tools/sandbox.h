@@ -48,8 +48,20 @@
  *   L0  nothing
  * sbx_run refuses (ERR_DENIED, naming what is missing) when the network must
  * be off and neither a network namespace nor seccomp is available, when
- * hidden paths are configured without a mount namespace, and, unless
+ * hidden paths are configured without a mount namespace, when a process
+ * limit is asked for explicitly (nproc_explicit) and nothing can enforce it
+ * (no pids cgroup, and lode runs as root, which RLIMIT_NPROC does not bind;
+ * the default limit is then reported missing by the probe but not refused,
+ * so root in a container without cgroup access can still work), and, unless
  * opts.approved (a per-command user approval owned by the app), below L3.
+ *
+ * ---- The process limit ----
+ *
+ * With a pids cgroup (sbx_caps.pids_cgroup) each run gets a child cgroup
+ * "lode-sbx-<pid>-<n>" with pids.max = nproc; the child joins it first thing
+ * after fork, and the run kills what is left in it and removes it. Without
+ * one, RLIMIT_NPROC = nproc is set at L3 (counted per user namespace, so per
+ * sandbox), which binds every uid but 0.
  */
 #ifndef LODE_TOOLS_SANDBOX_H
 #define LODE_TOOLS_SANDBOX_H
@@ -67,18 +79,26 @@ struct sbx_caps {
     int landlock_abi; /* 0 = unavailable */
     int seccomp;      /* seccomp-bpf filters */
     int close_range;  /* close_range(2) */
-    char why[512];    /* what is missing, one line ("" when nothing) */
+    int pids_cgroup;  /* 1: cgroup v1 pids hierarchy, 2: cgroup v2 pids controller, 0: none */
+    char pids_base[POL_PATH_MAX]; /* the cgroup per-run children are made in */
+    char why[512];                /* what is missing, one line ("" when nothing) */
 };
 
-/* Probes the kernel in a throw-away child. disable: test hook, a comma list
- * of mechanisms to report as unavailable ("userns,landlock,seccomp,all"), or
- * NULL. Always returns 0 (missing mechanisms are results, not errors). */
+/* Probes the kernel in a throw-away child, and looks for a pids cgroup we can
+ * make children in (removing leftovers of crashed runs there). disable: test
+ * hook, a comma list of mechanisms to report as unavailable
+ * ("userns,landlock,seccomp,pids,all"), or NULL. Always returns 0 (missing
+ * mechanisms are results, not errors). */
 int sbx_probe(struct sbx_caps *c, const char *disable);
 
 /* The level 0..3 the capabilities reach. */
 int sbx_level(const struct sbx_caps *c);
 /* A one-line description of a level ("L3: namespaces + Landlock + seccomp"). */
 const char *sbx_level_name(int level);
+/* What bounds the process count ("pids cgroup (v1)", "RLIMIT_NPROC (per user
+ * namespace)"), or NULL when nothing does (root without a pids cgroup, or
+ * below L3 without one). Static string. */
+const char *sbx_nproc_mechanism(const struct sbx_caps *c);
 
 struct sbx_opts {
     struct pol *pol;             /* required: workspace, temp dir, protected/hidden paths */
@@ -90,7 +110,8 @@ struct sbx_opts {
     unsigned long cpu_s;         /* RLIMIT_CPU seconds (0: unlimited) */
     unsigned long long fsize;    /* RLIMIT_FSIZE bytes (0: unlimited) */
     unsigned long nofile;        /* RLIMIT_NOFILE */
-    unsigned long nproc;         /* RLIMIT_NPROC at L3 only, per sandbox (0: unlimited) */
+    unsigned long nproc;         /* tasks (processes + threads) per sandbox (0: unlimited) */
+    int nproc_explicit;          /* 1: the user asked for nproc: refuse when nothing enforces it */
     unsigned long long as;       /* RLIMIT_AS bytes (0: unlimited; breaks ASan/Go/JITs) */
     const char *cwd;             /* NULL: the workspace; else relative to it */
 };
@@ -105,8 +126,9 @@ struct sbx_result {
     int truncated;    /* 1 when out_total > output_cap */
     int exited;       /* 1: exit code in status; 0: killed by signal `status` */
     int status;
-    int timed_out; /* the wall-clock limit killed it */
-    int level;     /* the level it ran at */
+    int timed_out;  /* the wall-clock limit killed it */
+    int level;      /* the level it ran at */
+    long pids_peak; /* most tasks alive at once in the run's pids cgroup; -1: no cgroup */
     double wall_s;
 };
 

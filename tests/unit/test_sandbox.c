@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char base[512], ws[600], out[600];
@@ -80,7 +81,12 @@ static void t_probe_and_hook(void)
     CHECK(strstr(c.why, "Landlock") && strstr(c.why, "seccomp") && strstr(c.why, "namespaces"));
     CHECK_INT(sbx_probe(&c, "userns"), 0);
     CHECK(sbx_level(&c) <= 2 && !c.userns);
-    struct sbx_caps l3 = { 1, 1, 1, 1, 6, 1, 1, "" };
+    CHECK_INT(sbx_probe(&c, "pids"), 0);
+    CHECK(!c.pids_cgroup && !c.pids_base[0] && strstr(c.why, "pids cgroup"));
+    struct sbx_caps l3;
+    memset(&l3, 0, sizeof l3);
+    l3.userns = l3.mountns = l3.netns = l3.pidns = l3.seccomp = l3.close_range = 1;
+    l3.landlock_abi = 6;
     CHECK_INT(sbx_level(&l3), 3);
     l3.netns = 0;
     CHECK_INT(sbx_level(&l3), 2);
@@ -104,6 +110,7 @@ static void t_fail_closed(void)
     /* network allowed, but no confinement and no approval: refused too */
     o.network = 1;
     o.approved = 0;
+    o.nproc = 0; /* else root is refused for the process limit first (t_nproc) */
     CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
     CHECKF(strstr(err_msg(), "approval") != NULL, "%s", err_msg());
     sbx_result_free(&r);
@@ -114,6 +121,7 @@ static void t_fail_closed(void)
     o = opts();
     o.caps = &l2;
     o.approved = 0;
+    o.nproc = 0;
     CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
     CHECKF(strstr(err_msg(), "without approval") != NULL, "%s", err_msg());
     sbx_result_free(&r);
@@ -309,14 +317,6 @@ static void t_level3(void)
     REQUIRE(sbx_run(&o, "cat /proc/net/dev | wc -l", &r) == 0);
     CHECKF(r.out.p && atoi(r.out.p) <= 3, "interfaces: %s", r.out.p); /* header x2 + lo */
     sbx_result_free(&r);
-    /* a fork bomb stays bounded by the per-namespace process limit */
-    o.nproc = 64;
-    o.timeout_s = 3;
-    REQUIRE(sbx_run(&o, "f() { f | f & }; f; sleep 1; echo survived", &r) == 0);
-    /* bounded means the 3 s timeout ends it; the slack is for loaded CI machines, this is not
-     * a speed test */
-    CHECKF(r.wall_s < 30, "fork bomb ran %.1f s", r.wall_s);
-    sbx_result_free(&r);
     /* 10 GB write stopped by RLIMIT_FSIZE */
     o = opts();
     o.fsize = 1 << 20;
@@ -326,6 +326,90 @@ static void t_level3(void)
     CHECK(!r.exited || r.status != 0);
     sbx_result_free(&r);
     unlink(p);
+}
+
+/* The process limit: a pids cgroup where there is one (root included),
+ * else RLIMIT_NPROC in our user namespace; nothing enforcing it refuses. */
+static void t_nproc(void)
+{
+    REQUIRE(pol);
+    struct sbx_result r;
+    struct sbx_opts o = opts();
+    /* root without a pids cgroup: a limit cannot be enforced, so refused */
+    struct sbx_caps nopids;
+    sbx_probe(&nopids, "pids");
+    o.caps = &nopids;
+    o.nproc = 64;
+    o.nproc_explicit = 1;
+    if (geteuid() == 0) {
+        CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
+        CHECKF(strstr(err_msg(), "process limit"), "%s", err_msg());
+        sbx_result_free(&r);
+        CHECK(!exists(ws, "ran"));
+        /* the default limit (not asked for) is not refused, nor is 0 */
+        o.nproc_explicit = 0;
+        if (sbx_level(&nopids) >= 1) {
+            CHECK_INT(sbx_run(&o, "true", &r), 0);
+            sbx_result_free(&r);
+            o.nproc = 0;
+            o.nproc_explicit = 1;
+            CHECK_INT(sbx_run(&o, "true", &r), 0);
+            sbx_result_free(&r);
+        }
+    }
+    o = opts();
+    if (!sbx_nproc_mechanism(&caps))
+        SKIP("nothing bounds the process count here: %s", caps.why);
+    /* a fork bomb: bounded, and ended by the 2 s timeout or the shell's exit.
+     * The peak is the kernel's count in the run's cgroup (pids.peak, or
+     * pids.current sampled), so it does not depend on the machine's speed */
+    o.nproc = 64;
+    o.timeout_s = 2;
+    REQUIRE(sbx_run(&o, "f() { f | f & }; f; sleep 1; echo survived", &r) == 0);
+    CHECKF(r.wall_s < 30, "fork bomb ran %.1f s", r.wall_s); /* slack for loaded machines */
+    if (caps.pids_cgroup) {
+        CHECKF(r.pids_peak > 1 && r.pids_peak <= 64, "peak %ld tasks, limit 64", r.pids_peak);
+        printf("# fork bomb: at most %ld tasks (limit 64), %.2f s\n", r.pids_peak, r.wall_s);
+    } else {
+        CHECK(r.pids_peak == -1);
+    }
+    sbx_result_free(&r);
+    if (!caps.pids_cgroup)
+        return;
+    /* the run's cgroup is gone afterwards */
+    char p[POL_PATH_MAX + 64];
+    snprintf(p, sizeof p, "ls -d '%s'/lode-sbx-%ld-* 2>/dev/null | grep -v probe | wc -l",
+             caps.pids_base, (long)getpid());
+    FILE *f = popen(p, "r");
+    int left = -1;
+    if (f) {
+        if (fscanf(f, "%d", &left) != 1)
+            left = -1;
+        pclose(f);
+    }
+    CHECK_INT(left, 0);
+    /* a leftover of a crashed run (its owner is dead) is removed by the probe */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    REQUIRE(dead > 0);
+    waitpid(dead, NULL, 0);
+    snprintf(p, sizeof p, "%s/lode-sbx-%ld-7", caps.pids_base, (long)dead);
+    REQUIRE(mkdir(p, 0700) == 0);
+    struct sbx_caps again;
+    sbx_probe(&again, NULL);
+    struct stat st;
+    CHECKF(stat(p, &st) < 0, "%s is still there", p);
+    rmdir(p);
+    /* a small limit is exact: 8 tasks, the namespace's waiter and the shell
+     * among them, so 10 background sleeps cannot all start (dash gives up
+     * with "Cannot fork", bash retries until the timeout) */
+    o.nproc = 8;
+    o.timeout_s = 3;
+    REQUIRE(sbx_run(&o, "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done; echo done", &r) == 0);
+    CHECKF(r.pids_peak >= 2 && r.pids_peak <= 8, "peak %ld, limit 8", r.pids_peak);
+    CHECKF(r.out.p && strstr(r.out.p, "fork"), "%s", r.out.p);
+    sbx_result_free(&r);
 }
 
 int main(void)
@@ -339,6 +423,7 @@ int main(void)
     TEST_RUN(t_descriptors);
     TEST_RUN(t_writes);
     TEST_RUN(t_level3);
+    TEST_RUN(t_nproc);
     pol_close(pol);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);

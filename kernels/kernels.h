@@ -5,7 +5,7 @@
  * files, JSON or models: plain pointers, shapes and dtypes.
  *
  * Files: kernels/cpu/cpu.c (context, dispatch, conversions, small ops), matmul*.c (matrix
- * products), attn.c, gdn.c, moe.c, the *_avx2.c / *_avx512.c fast paths, bench.c.
+ * products), attn.c, gdn.c, moe.c, the *_avx2.c / *_avx512.c fast paths, bench.c, membw.c.
  */
 #ifndef LODE_KERNELS_H
 #define LODE_KERNELS_H
@@ -252,11 +252,6 @@ int kern_bench_run(const char *which, int threads, FILE *out);
 /* Memory read bandwidth in GB/s: the best of 5 streaming reads of a 1 GiB buffer with `threads`
  * threads (<= 0: all cores) and `isa` (KERN_ISA_AUTO: the best). 0 when it cannot allocate.
  * Whole-model benchmarks measure it in the same run as their decode figures. */
-double kern_mem_bandwidth(int threads, int isa);
-
-/* Memory read bandwidth in GB/s: the benchmark's streaming read of a 1 GiB buffer (best of 5)
- * on `threads` threads (<= 0: all cores) with the `isa` kernels (KERN_ISA_AUTO: best). Returns
- * 0 with an err_set() message when the buffer or the threads cannot be had. */
 double kern_mem_bandwidth(int threads, int isa);
 
 #endif

@@ -220,8 +220,9 @@ int kern_attention(struct kern_cpu *c, const struct kern_attn *a)
         float *work;
         if ((rc = kern_cpu_work(c, bytes + 64, &work)) < 0)
             return rc;
-        float *parts = work;
-        struct attn_item *items = (struct attn_item *)(parts + n * G * (hd + 2));
+        /* items first: they need 8-byte alignment, the float parts do not */
+        struct attn_item *items = (struct attn_item *)work;
+        float *parts = (float *)(items + n);
         long k = 0;
         for (long t = 0; t < a->T; t++)
             for (int g = 0; g < a->n_kv; g++)

@@ -64,52 +64,10 @@ static void fill_f32(float *p, size_t n)
 
 /* ---------------------------------------------------------------- memory bandwidth */
 
-struct bw_job {
-    const float *buf;
-    long n;
-    const struct kern_vec *v;
-    float sink[64];
-};
-
-static void bw_part(void *ctx, int tid, int nth)
-{
-    struct bw_job *j = ctx;
-    long blocks = j->n / 64, lo, hi;
-    pool_range(blocks, tid, nth, &lo, &hi);
-    j->sink[tid % 64] += j->v->sum(j->buf + lo * 64, (hi - lo) * 64);
-}
-
-/* Best of several streaming reads of a 1 GiB buffer with the pool's threads; GB/s. */
+/* Best of 5 streaming reads of buf with the pool's threads (membw.c); GB/s. */
 static double bandwidth(struct kern_cpu *c, const float *buf, long n)
 {
-    struct bw_job j = { buf, n, kern_vec_for(c->isa), { 0 } };
-    double best = 0;
-    for (int r = 0; r < 5; r++) {
-        uint64_t t0 = time_ns();
-        pool_run(c->pool, bw_part, &j);
-        double s = (double)(time_ns() - t0) * 1e-9;
-        if ((double)n * 4 / s / 1e9 > best)
-            best = (double)n * 4 / s / 1e9;
-    }
-    return best;
-}
-
-double kern_mem_bandwidth(int threads, int isa)
-{
-    struct kern_cpu *c;
-    if (kern_cpu_new(&c, threads, isa) < 0)
-        return 0;
-    float *buf = big_alloc(BW_BYTES);
-    double bw = 0;
-    if (!buf) {
-        err_set(ERR_NOMEM, "bandwidth: cannot allocate a 1 GiB buffer");
-    } else {
-        fill_seq(buf, BW_BYTES / 4);
-        bw = bandwidth(c, buf, BW_BYTES / 4);
-    }
-    free(buf);
-    kern_cpu_free(c);
-    return bw;
+    return kern_mem_bandwidth_on(c, buf, n);
 }
 
 /* ---------------------------------------------------------------- weights */

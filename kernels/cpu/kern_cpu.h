@@ -74,6 +74,10 @@ struct kern_vec {
 extern const struct kern_vec kern_vec_scalar, kern_vec_avx2, kern_vec_avx512;
 const struct kern_vec *kern_vec_for(int isa);
 
+/* Memory read bandwidth (membw.c): the best of 5 streaming reads of buf [n floats, n a multiple
+ * of 64, far larger than the caches] with c's threads and ISA; GB/s. */
+double kern_mem_bandwidth_on(struct kern_cpu *c, const float *buf, long n);
+
 /* Shared per-call work memory of the context (MoE token batches); 0 or ERR_NOMEM. */
 int kern_cpu_work(struct kern_cpu *c, size_t bytes, float **out);
 

@@ -101,6 +101,8 @@ static void t_attention(void)
         attn_case(types[ti], 4, 2, 256, 5, 17);
         attn_case(types[ti], 4, 1, 20, 63, 3);
         attn_case(types[ti], 2, 2, 7, 0, 9);
+        attn_case(types[ti], 3, 1, 7, 600, 3);     /* odd head_dim, two position chunks */
+        attn_case(types[ti], 16, 2, 256, 1100, 1); /* decode over three chunks of 512 */
     }
 }
 

@@ -89,9 +89,10 @@ static int attention(struct eng *e, struct eng_layer *L, int l, struct seq_state
     long qstride = c->attn_output_gate ? 2L * hd : hd; /* per head: [query | gate] */
     float *qg = b->big, *k = b->aux, *v = b->aux + T * kvo;
     int rc;
-    if ((rc = kern_matmul(e->kc, &L->q, b->h, T, qg)) < 0 ||
-        (rc = kern_matmul(e->kc, &L->k, b->h, T, k)) < 0 ||
-        (rc = kern_matmul(e->kc, &L->v, b->h, T, v)) < 0)
+    /* q, k and v of the same input in one parallel region */
+    const struct kern_weight *w3[3] = { &L->q, &L->k, &L->v };
+    float *y3[3] = { qg, k, v };
+    if ((rc = kern_matmul_n(e->kc, 3, w3, b->h, T, y3)) < 0)
         return rc;
     float eps = (float)c->rms_eps;
     /* per-head RMSNorm (1 + w) on queries and keys, then RoPE on their first rotary_dim dims */
@@ -151,10 +152,9 @@ static int deltanet(struct eng *e, struct eng_layer *L, int l, struct seq_state 
     long dk = (long)c->lin_k_dim, dv = (long)c->lin_v_dim;
     float *a = b->ab, *bb = b->ab + T * nv, *g = b->gb, *beta = b->gb + T * nv;
     int rc;
-    if ((rc = kern_matmul(e->kc, &L->qkv, b->h, T, b->big)) < 0 ||
-        (rc = kern_matmul(e->kc, &L->z, b->h, T, b->z)) < 0 ||
-        (rc = kern_matmul(e->kc, &L->a, b->h, T, a)) < 0 ||
-        (rc = kern_matmul(e->kc, &L->b, b->h, T, bb)) < 0)
+    const struct kern_weight *w4[4] = { &L->qkv, &L->z, &L->a, &L->b };
+    float *y4[4] = { b->big, b->z, a, bb };
+    if ((rc = kern_matmul_n(e->kc, 4, w4, b->h, T, y4)) < 0)
         return rc;
     /* causal depthwise conv + SiLU over the q|k|v channels (not z, a, b) */
     if ((rc = kern_conv1d_silu(b->aux, b->big, cd, s->layer[l].conv, L->conv_w, T, cd,
@@ -196,14 +196,15 @@ static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
     int E = (int)c->n_experts, k = (int)c->top_k;
     long H = (long)c->hidden, Is = (long)c->shared_inter;
     int rc;
-    if ((rc = kern_matmul(e->kc, &L->router, b->h, T, b->router)) < 0)
+    /* the router and the shared expert's gate logit in one parallel region */
+    const struct kern_weight *w2[2] = { &L->router, &L->shared_gate };
+    float *y2[2] = { b->router, b->sgate };
+    if ((rc = kern_matmul_n(e->kc, Is > 0 ? 2 : 1, w2, b->h, T, y2)) < 0)
         return rc;
     for (long t = 0; t < T; t++)
         if ((rc = kern_moe_route(b->router + t * E, E, k, b->idx + t * k, b->wt + t * k)) < 0)
             return rc;
     int shared_inline = Is > 0 && Is == c->moe_inter;
-    if (Is > 0 && (rc = kern_matmul(e->kc, &L->shared_gate, b->h, T, b->sgate)) < 0)
-        return rc;
     struct kern_moe m = {
         .n_experts = E,
         .k = k,

@@ -9,11 +9,13 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "engine/mkmodel.h"
 #include "engine/model.h"
 #include "kernels/kernels.h"
 #include "testhelp.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 
 #define GOLDEN "tests/data/golden"
@@ -186,6 +188,98 @@ static void check_golden(const char *name)
 static void t_golden_text(void) { check_golden("text"); }
 static void t_golden_vl(void) { check_golden("vl"); }
 
+/* lode's own generated checkpoints against transformers (tests/ref/mkmodel_golden.sh): the
+ * checkpoint is regenerated here by mk_write, must hash to what the golden was computed from,
+ * and must give the same logits. */
+static void check_mkmodel(const char *name)
+{
+    char path[512], dir[128];
+    struct buf b = { 0 };
+    snprintf(path, sizeof path, GOLDEN "/mkmodel/%s/golden.json", name);
+    REQUIRE(fs_read_file(path, 1 << 20, &b) == 0);
+    cJSON *j = cJSON_Parse(b.p);
+    buf_free(&b);
+    REQUIRE(j);
+    cJSON *mk = cJSON_GetObjectItem(j, "mkmodel"), *toks = cJSON_GetObjectItem(j, "tokens"), *it;
+    snprintf(dir, sizeof dir, "/tmp/lode-mkgolden-%d-%s", (int)getpid(), name);
+    struct mk_opts mo = {
+        .out = dir,
+        .preset = MK_TINY,
+        .mixed = !strcmp(cJSON_GetObjectItem(mk, "quant")->valuestring, "mixed"),
+        .text_layout = !strcmp(cJSON_GetObjectItem(mk, "layout")->valuestring, "text"),
+        .seed = (uint64_t)cJSON_GetObjectItem(mk, "seed")->valuedouble,
+        .tokenizer = NULL,
+        .shards = 1,
+    };
+    REQUIRE(mk_write(&mo) == 0);
+    int fresh = 1;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "checkpoint_sha256"))
+    {
+        char hex[65];
+        snprintf(path, sizeof path, "%s/%s", dir, it->string);
+        if (fs_read_file(path, 256 << 20, &b) < 0) {
+            fresh = 0;
+            continue;
+        }
+        sha256_hex(b.p, b.len, hex);
+        if (strcmp(hex, it->valuestring)) {
+            printf("    stale golden: mkmodel now writes a different %s for %s; regenerate with "
+                   "tests/ref/mkmodel_golden.sh\n",
+                   it->string, name);
+            fresh = 0;
+        }
+        buf_free(&b);
+    }
+    CHECK(fresh);
+    long T = cJSON_GetArraySize(toks);
+    int32_t tok[64];
+    for (long t = 0; t < T && t < 64; t++)
+        tok[t] = (int32_t)cJSON_GetArrayItem(toks, (int)t)->valuedouble;
+    struct eng *e = open_model(dir, 0, KERN_F32);
+    struct buf ref = { 0 };
+    snprintf(path, sizeof path, GOLDEN "/mkmodel/%s/logits.f32", name);
+    if (e && fs_read_file(path, 64 << 20, &ref) == 0) {
+        long V = eng_vocab(e);
+        CHECK(ref.len == (size_t)T * V * sizeof(float));
+        float *lg = malloc((size_t)T * V * sizeof(float));
+        struct seq_state *s;
+        REQUIRE(eng_state_new(e, &s, T) == 0);
+        CHECK(eng_forward(e, s, tok, T, lg, 1) == 0);
+        const float *r = (const float *)ref.p;
+        double err = rel_err(lg, r, (size_t)T * V);
+        int same = 1;
+        for (long t = 0; t < T; t++)
+            same &= kern_argmax(lg + t * V, V) == kern_argmax(r + t * V, V);
+        CHECKF(err <= 1e-3 && same, "%s: rel err %.3g, argmax %s", name, err,
+               same ? "identical" : "differs");
+        printf("    mkmodel %s: logits rel err %.2g vs transformers\n", name, err);
+        seq_free(s);
+        free(lg);
+    }
+    CHECK(e != NULL);
+    buf_free(&ref);
+    eng_close(e);
+    cJSON_Delete(j);
+    /* the generated checkpoint is a few files in one directory */
+    DIR *dd = opendir(dir);
+    struct dirent *de;
+    while (dd && (de = readdir(dd)))
+        if (de->d_name[0] != '.') {
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            unlink(path);
+        }
+    if (dd)
+        closedir(dd);
+    rmdir(dir);
+}
+
+static void t_golden_mkmodel(void)
+{
+    check_mkmodel("tiny-bf16-text");
+    check_mkmodel("tiny-mixed-text");
+    check_mkmodel("tiny-mixed-vl");
+}
+
 /* Runs the long golden sequence one way and returns logits [T][V] (owned). */
 static float *run_split(struct eng *e, const int32_t *tok, long T, const long *splits, int nsplit)
 {
@@ -339,6 +433,7 @@ int main(void)
 {
     TEST_RUN(t_golden_text);
     TEST_RUN(t_golden_vl);
+    TEST_RUN(t_golden_mkmodel);
     TEST_RUN(t_prefill_equals_decode);
     TEST_RUN(t_snapshot_and_serialize);
     TEST_RUN(t_threads_deterministic);

@@ -102,15 +102,10 @@ int pull_hex_ok(const char *s, size_t n);
 
 /* The running checksums of one file: SHA-256 (LFS files) and the git blob
  * SHA-1 with its "blob <size>\0" header (the others). */
-struct pull_sha1 {
-    uint32_t s[5];
-    uint64_t n;
-    uint8_t blk[64];
-};
 struct pull_sums {
     int use_sha256; /* the file has a SHA-256: only that is computed */
     struct sha256 sha;
-    struct pull_sha1 s1;
+    struct sha1 s1;
 };
 /* Starts the checksum f will be verified with (SHA-256 when known). */
 void pull_sums_init(struct pull_sums *s, const struct pull_file *f);

@@ -1,4 +1,4 @@
-/* hash.c - SHA-256 (FIPS 180-4), CRC-32C and hash64 (see hash.h). */
+/* hash.c - SHA-256 and SHA-1 (FIPS 180-4), CRC-32C and hash64 (see hash.h). */
 #include "common/hash.h"
 
 #include <string.h>
@@ -54,44 +54,107 @@ void sha256_init(struct sha256 *h)
     h->n = 0;
 }
 
-void sha256_update(struct sha256 *h, const void *data, size_t n)
+/* The Merkle-Damgard buffering both hashes share: whole 64-byte blocks go to
+ * `block`, a partial one waits in blk. */
+static void md_update(void *st, uint8_t blk[64], uint64_t *count, const void *data, size_t n,
+                      void (*block)(void *st, const uint8_t *p))
 {
     const uint8_t *p = data;
-    size_t used = h->n % 64;
-    h->n += n;
+    size_t used = (size_t)(*count % 64);
+    *count += n;
     if (used) {
         size_t take = 64 - used < n ? 64 - used : n;
-        memcpy(h->blk + used, p, take);
+        memcpy(blk + used, p, take);
         p += take, n -= take;
         if (used + take < 64)
             return;
-        sha256_block(h->s, h->blk);
+        block(st, blk);
     }
     for (; n >= 64; p += 64, n -= 64)
-        sha256_block(h->s, p);
-    memcpy(h->blk, p, n);
+        block(st, p);
+    memcpy(blk, p, n);
 }
+
+/* Appends the padding and the big-endian bit count (the same for both hashes). */
+static void md_pad(void *h, uint64_t count, void (*update)(void *h, const void *d, size_t n))
+{
+    uint8_t pad[72] = { 0x80 };
+    uint64_t bits = count * 8;
+    size_t used = (size_t)(count % 64), padn = used < 56 ? 56 - used : 120 - used;
+    for (int i = 0; i < 8; i++)
+        pad[padn + i] = (uint8_t)(bits >> (56 - 8 * i));
+    update(h, pad, padn + 8);
+}
+
+static void sha256_block_v(void *st, const uint8_t *p) { sha256_block(st, p); }
+
+void sha256_update(struct sha256 *h, const void *data, size_t n)
+{
+    md_update(h->s, h->blk, &h->n, data, n, sha256_block_v);
+}
+
+static void sha256_update_v(void *h, const void *d, size_t n) { sha256_update(h, d, n); }
 
 void sha256_final(struct sha256 *h, uint8_t out[32])
 {
-    uint64_t bits = h->n * 8;
-    size_t used = h->n % 64;
-    h->blk[used++] = 0x80;
-    if (used > 56) {
-        memset(h->blk + used, 0, 64 - used);
-        sha256_block(h->s, h->blk);
-        used = 0;
-    }
-    memset(h->blk + used, 0, 56 - used);
-    for (int i = 0; i < 8; i++)
-        h->blk[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha256_block(h->s, h->blk);
+    md_pad(h, h->n, sha256_update_v);
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(h->s[i] >> 24);
         out[4 * i + 1] = (uint8_t)(h->s[i] >> 16);
         out[4 * i + 2] = (uint8_t)(h->s[i] >> 8);
         out[4 * i + 3] = (uint8_t)h->s[i];
     }
+}
+
+/* ---------------------------------------------------------------- SHA-1 */
+
+static inline uint32_t rol32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+
+static void sha1_block(void *st, const uint8_t *p)
+{
+    uint32_t *s = st, w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20)
+            f = (b & c) | (~b & d), k = 0x5a827999;
+        else if (i < 40)
+            f = b ^ c ^ d, k = 0x6ed9eba1;
+        else if (i < 60)
+            f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdc;
+        else
+            f = b ^ c ^ d, k = 0xca62c1d6;
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d, d = c, c = rol32(b, 30), b = a, a = t;
+    }
+    s[0] += a, s[1] += b, s[2] += c, s[3] += d, s[4] += e;
+}
+
+void sha1_init(struct sha1 *h)
+{
+    static const uint32_t iv[5] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0 };
+    memcpy(h->s, iv, sizeof iv);
+    h->n = 0;
+}
+
+void sha1_update(struct sha1 *h, const void *data, size_t n)
+{
+    md_update(h->s, h->blk, &h->n, data, n, sha1_block);
+}
+
+static void sha1_update_v(void *h, const void *d, size_t n) { sha1_update(h, d, n); }
+
+void sha1_final(struct sha1 *h, uint8_t out[20])
+{
+    md_pad(h, h->n, sha1_update_v);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 4; j++)
+            out[4 * i + j] = (uint8_t)(h->s[i] >> (24 - 8 * j));
 }
 
 void hash_to_hex(const uint8_t *bytes, size_t n, char *out)

@@ -27,6 +27,16 @@ void sha256_update(struct sha256 *h, const void *data, size_t n);
 void sha256_final(struct sha256 *h, uint8_t out[32]);
 /* One-shot; writes 64 lowercase hex digits and a NUL into hex. */
 void sha256_hex(const void *data, size_t n, char hex[65]);
+/* SHA-1, for git blob ids ("blob <size>\0" + content) only: not for security. */
+struct sha1 {
+    uint32_t s[5];
+    uint64_t n;
+    uint8_t blk[64];
+};
+void sha1_init(struct sha1 *h);
+void sha1_update(struct sha1 *h, const void *data, size_t n);
+void sha1_final(struct sha1 *h, uint8_t out[20]);
+
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void hash_to_hex(const uint8_t *bytes, size_t n, char *out);
 

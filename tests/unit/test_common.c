@@ -61,6 +61,39 @@ static void t_sha256(void)
     CHECK_STR(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
+static void t_sha1(void)
+{
+    const char *in[3] = { "", "abc", "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq" };
+    const char *want[3] = { "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+                            "a9993e364706816aba3e25717850c26c9cd0d89d",
+                            "84983e441c3bd26ebaae4aa1f95129e5e54670f1" };
+    for (int i = 0; i < 3; i++) {
+        struct sha1 h;
+        uint8_t d[20];
+        char hex[41];
+        sha1_init(&h);
+        sha1_update(&h, in[i], strlen(in[i]));
+        sha1_final(&h, d);
+        hash_to_hex(d, 20, hex);
+        CHECK_STR(hex, want[i]);
+    }
+    /* one million 'a' in uneven pieces */
+    struct sha1 h;
+    sha1_init(&h);
+    char a[997];
+    memset(a, 'a', sizeof a);
+    for (size_t left = 1000000; left;) {
+        size_t n = left < sizeof a ? left : sizeof a;
+        sha1_update(&h, a, n);
+        left -= n;
+    }
+    uint8_t d[20];
+    char hex[41];
+    sha1_final(&h, d);
+    hash_to_hex(d, 20, hex);
+    CHECK_STR(hex, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+}
+
 static void t_crc32c(void)
 {
     CHECK_INT(crc32c(0, "123456789", 9), 0xe3069283u);
@@ -194,6 +227,7 @@ int main(void)
 {
     TEST_RUN(t_buf);
     TEST_RUN(t_sha256);
+    TEST_RUN(t_sha1);
     TEST_RUN(t_crc32c);
     TEST_RUN(t_hash64);
     TEST_RUN(t_ckd);

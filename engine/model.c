@@ -6,6 +6,7 @@
 #include "engine/model_impl.h"
 
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/hash.h"
 
 #include <math.h>
@@ -192,22 +193,35 @@ static int bind_layer(struct eng *e, int l)
     return 0;
 }
 
-/* The identity states are saved under: config.json and every shard's header
- * and size. Headers carry every tensor's name, dtype, shape and offsets. */
-static void model_identity(struct eng *e)
+/* The identity states are saved under: config.json's bytes and every shard's
+ * header and size. Headers carry every tensor's name, dtype, shape and
+ * offsets; hashing the weights themselves (28 GB) at every open would not be
+ * instant. */
+static int model_identity(struct eng *e)
 {
+    char path[4096];
+    struct buf cfg = { 0 };
+    int rc;
+    if ((rc = fs_join(path, sizeof path, e->ck.dir, "config.json")) < 0 ||
+        (rc = fs_read_file(path, 16u << 20, &cfg)) < 0)
+        return rc;
     struct sha256 h;
     sha256_init(&h);
     sha256_update(&h, "lode-model-v1", 13);
-    sha256_update(&h, &e->ck.cfg, sizeof e->ck.cfg);
+    sha256_update(&h, cfg.p ? cfg.p : "", cfg.len);
+    buf_free(&cfg);
     for (int i = 0; i < e->ck.n_shards; i++) {
         const struct st_file *f = &e->ck.shards[i];
         uint64_t hl = f->header_len + 8, sz = f->map.n;
+        uint8_t le[8];
         if (f->map.p && hl <= f->map.n)
             sha256_update(&h, f->map.p, hl);
-        sha256_update(&h, &sz, sizeof sz);
+        for (int b = 0; b < 8; b++)
+            le[b] = (uint8_t)(sz >> (8 * b));
+        sha256_update(&h, le, 8);
     }
     sha256_final(&h, e->id);
+    return 0;
 }
 
 void eng_close(struct eng *e)
@@ -233,6 +247,10 @@ int eng_open(struct eng **out, const char *dir, const struct eng_opts *o)
     e->o = o ? *o : eng_opts_default();
     if (e->o.chunk <= 0)
         e->o.chunk = 256;
+    if (e->o.kv_type != KERN_FP8 && e->o.kv_type != KERN_BF16 && e->o.kv_type != KERN_F32) {
+        free(e);
+        return err_set(ERR_INVAL, "KV cache type must be fp8, bf16 or f32");
+    }
     int rc = ckpt_open(&e->ck, dir);
     if (rc < 0) {
         free(e);
@@ -274,7 +292,8 @@ int eng_open(struct eng **out, const char *dir, const struct eng_opts *o)
             rc = err_set(ERR_NOMEM, "out of memory");
         goto fail;
     }
-    model_identity(e);
+    if ((rc = model_identity(e)) < 0)
+        goto fail;
     *out = e;
     return 0;
 fail:

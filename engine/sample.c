@@ -180,9 +180,9 @@ int32_t samp_sample(struct sampler *s, float *logits, int32_t n)
      * off but top-p/min-p are on, prefilter by a generous threshold first. */
     int32_t nc = 0;
     float mx = logits[argmax(logits, nv)];
-    float floor = k == nv ? mx - 30.0f : -INFINITY; /* exp(-30) ~ 1e-13: negligible mass */
+    float lo = k == nv ? mx - 30.0f : -INFINITY; /* exp(-30) ~ 1e-13: negligible mass */
     for (int32_t i = 0; i < nv; i++)
-        if (logits[i] >= floor && logits[i] > -INFINITY)
+        if (logits[i] >= lo && logits[i] > -INFINITY)
             s->cand[nc++] = i;
     if (nc == 0)
         return argmax(logits, nv);

@@ -26,6 +26,7 @@ extern const struct command cmd_sandbox;
 extern const struct command cmd_sessions;
 extern const struct command cmd_template;
 extern const struct command cmd_tokenize;
+extern const struct command cmd_tool;
 extern const struct command cmd_toolcalls;
 extern const struct command cmd_version;
 

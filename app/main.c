@@ -23,12 +23,26 @@ static const struct command cmd_help = {
     "help", help_run, "show help for a command", "usage: lode help [COMMAND]\n", NULL,
 };
 
-/* The command table: one line per subcommand, in the order --help lists them. */
+/* One line per command, in the order --help lists them. */
+/* clang-format off */
 static const struct command *const commands[] = {
-    &cmd_bench,    &cmd_config,   &cmd_generate,  &cmd_help,    &cmd_inspect,
-    &cmd_logits,   &cmd_mkmodel,  &cmd_pull,      &cmd_sandbox, &cmd_sessions,
-    &cmd_template, &cmd_tokenize, &cmd_toolcalls, &cmd_version,
+    &cmd_bench,
+    &cmd_config,
+    &cmd_generate,
+    &cmd_help,
+    &cmd_inspect,
+    &cmd_logits,
+    &cmd_mkmodel,
+    &cmd_pull,
+    &cmd_sandbox,
+    &cmd_sessions,
+    &cmd_template,
+    &cmd_tokenize,
+    &cmd_tool,
+    &cmd_toolcalls,
+    &cmd_version,
 };
+/* clang-format on */
 #define NCOMMANDS (int)(sizeof commands / sizeof commands[0])
 
 static const struct command *find_command(const char *name)

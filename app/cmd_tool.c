@@ -1,0 +1,117 @@
+/*
+ * cmd_tool.c - `lode tool`: runs one agent tool exactly as the agent will
+ * (same registry, same path policy, same sandbox) and prints its result, or
+ * prints the tools' JSON schemas (--schemas).
+ */
+#include "app/commands.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fs.h"
+#include "tools/registry.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct cli_opt opts[] = {
+    { "args", 'a', 1, "JSON", "the tool's arguments, a JSON object (default {})" },
+    { "workspace", 'w', 1, "DIR", "workspace (default: the project root of the current dir)" },
+    { "approve", 0, 0, NULL, "approve run_shell below sandbox level L3" },
+    { "schemas", 0, 0, NULL, "print the tools array shown to the model and exit" },
+    { 0 },
+};
+enum { O_ARGS, O_WS, O_APPROVE, O_SCHEMAS };
+
+static int tool_main(struct app *a, int argc, char **argv)
+{
+    const char *name = NULL, *json = "{}", *ws = NULL;
+    int approve = 0, schemas = 0;
+    struct cli c;
+    cli_init(&c, argc, argv);
+    for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
+        if (o == CLI_ERR)
+            return EXIT_USAGE;
+        if (o == CLI_HELP)
+            return app_print_usage("tool", stdout), EXIT_OK;
+        if (o == CLI_POS) {
+            if (name)
+                return cli_usage_error("tool", "unexpected argument '%s'", c.arg);
+            name = c.arg;
+            continue;
+        }
+        switch (o) {
+        case O_ARGS: json = c.arg; break;
+        case O_WS: ws = c.arg; break;
+        case O_APPROVE: approve = 1; break;
+        case O_SCHEMAS: schemas = 1; break;
+        }
+    }
+    if (schemas) {
+        struct buf b = { 0 };
+        if (tool_schemas_json(&b) < 0)
+            return cli_fail();
+        printf("%s\n", b.p);
+        buf_free(&b);
+        return EXIT_OK;
+    }
+    if (!name)
+        return cli_usage_error("tool", "no tool name (lode tool NAME --args JSON)");
+    cJSON *args = cJSON_Parse(json);
+    if (!args || !cJSON_IsObject(args)) {
+        cJSON_Delete(args);
+        return cli_usage_error("tool", "--args: expected a JSON object");
+    }
+    char root[4096];
+    if (!ws) {
+        if (fs_project_root(a->cwd, root, sizeof root) < 0) {
+            cJSON_Delete(args);
+            return cli_fail();
+        }
+        ws = root;
+    }
+    struct pol_opts po = { 0 };
+    po.workspace = ws;
+    struct pol *pol = NULL;
+    if (pol_open(&pol, &po) < 0) {
+        cJSON_Delete(args);
+        return cli_fail();
+    }
+    struct sbx_caps caps;
+    sbx_probe(&caps, getenv("LODE_SANDBOX_DISABLE"));
+    struct tool_ctx ctx = tool_ctx_defaults();
+    ctx.pol = pol;
+    ctx.caps = &caps;
+    ctx.network = cfg_bool(&a->cfg, CFG_SANDBOX_NETWORK);
+    ctx.approved = approve;
+    struct tool_result r = { 0 };
+    int ec = EXIT_OK;
+    if (tool_run(&ctx, name, args, &r) < 0) {
+        ec = cli_fail();
+    } else if (r.is_error) {
+        fprintf(stderr, "lode tool %s: %s\n", name, r.text.p ? r.text.p : "");
+        ec = EXIT_ERROR;
+    } else {
+        fputs(r.text.p ? r.text.p : "", stdout);
+        if (r.text.len && r.text.p[r.text.len - 1] != '\n')
+            putchar('\n');
+    }
+    tool_result_free(&r);
+    pol_close(pol);
+    cJSON_Delete(args);
+    return ec;
+}
+
+const struct command cmd_tool = {
+    "tool",
+    tool_main,
+    "run one agent tool (read_file, edit_file, run_shell, ...) and print its result",
+    "usage: lode tool NAME [--args JSON] [--workspace DIR] [--approve]\n"
+    "       lode tool --schemas\n"
+    "\n"
+    "Runs the agent tool NAME with the JSON arguments exactly as the agent does:\n"
+    "every path goes through the workspace's path policy and run_shell through\n"
+    "the sandbox. The result is printed on stdout; a tool error goes to stderr\n"
+    "and exits 1. Bad options or arguments that are not a JSON object exit 2.\n",
+    opts,
+};

@@ -1,0 +1,496 @@
+/* test_tools.c - the tool registry and the file and shell tools (tools/registry.c,
+ * tools/fs_tools.c, tools/shell_tool.c) in a temporary workspace. */
+#include "testhelp.h"
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "tools/registry.h"
+#include "tools/search_tools.h"
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char base[512], ws[600], out[600];
+static struct pol *pol;
+static struct sbx_caps caps;
+static struct tool_ctx ctx;
+static struct tool_result res;
+static const char *const hidden[] = { "hid", NULL };
+
+static void put(const char *dir, const char *rel, const char *text, size_t n)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    FILE *f = fopen(p, "w");
+    if (f) {
+        fwrite(text, 1, n, f);
+        fclose(f);
+    }
+}
+
+static void puts_file(const char *dir, const char *rel, const char *text)
+{
+    put(dir, rel, text, strlen(text));
+}
+
+/* The file's content ("" when missing), in a static buffer. */
+static const char *slurp(const char *dir, const char *rel)
+{
+    static char data[65536];
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    data[0] = 0;
+    FILE *f = fopen(p, "r");
+    if (f) {
+        size_t n = fread(data, 1, sizeof data - 1, f);
+        data[n] = 0;
+        fclose(f);
+    }
+    return data;
+}
+
+static void setup(void)
+{
+    snprintf(base, sizeof base, "%s/lode-test-tools.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(base))
+        abort();
+    snprintf(ws, sizeof ws, "%s/ws", base);
+    snprintf(out, sizeof out, "%s/outside", base);
+    mkdir(ws, 0755);
+    mkdir(out, 0755);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/.git", ws);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/.git/hooks", ws);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/src", ws);
+    mkdir(p, 0755);
+    puts_file(out, "secret.txt", "outside\n");
+    puts_file(ws, "a.txt", "one\ntwo\nthree\n");
+    snprintf(p, sizeof p, "%s/hid", ws); /* hidden by configuration */
+    mkdir(p, 0755);
+    puts_file(ws, "hid/h.txt", "hiddenword\n");
+    snprintf(p, sizeof p, "%s/escape", ws); /* a symlink out of the workspace */
+    if (symlink(out, p)) {
+    }
+    snprintf(p, sizeof p, "%s/inlink", ws); /* a symlink inside it */
+    if (symlink("a.txt", p)) {
+    }
+    struct pol_opts o = { 0 };
+    o.workspace = ws;
+    o.home = base;
+    o.hidden = hidden;
+    if (pol_open(&pol, &o) < 0)
+        printf("# pol_open: %s\n", err_msg());
+    sbx_probe(&caps, getenv("LODE_SANDBOX_DISABLE"));
+    ctx = tool_ctx_defaults();
+    ctx.pol = pol;
+    ctx.caps = &caps;
+    ctx.approved = 1; /* the tests stand in for the user's approval below L3 */
+}
+
+static void rm_rf(const char *p)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+    if (system(cmd)) {
+    }
+}
+
+/* Runs a tool with arguments given as JSON text; returns is_error. */
+static int run(const char *name, const char *json)
+{
+    cJSON *a = json ? cJSON_Parse(json) : NULL;
+    if (json && !a) {
+        printf("    bad test JSON: %s\n", json);
+        return -1;
+    }
+    tool_result_free(&res);
+    int rc = tool_run(&ctx, name, a, &res);
+    cJSON_Delete(a);
+    if (rc < 0)
+        return -1;
+    return res.is_error;
+}
+
+static const char *text(void) { return res.text.p ? res.text.p : ""; }
+
+#define HAS(s) CHECKF(strstr(text(), (s)) != NULL, "no \"%s\" in: %s", (s), text())
+
+static void t_schemas(void)
+{
+    struct buf b = { 0 };
+    REQUIRE(tool_schemas_json(&b) == 0);
+    cJSON *j = cJSON_Parse(b.p);
+    REQUIRE(j && cJSON_IsArray(j));
+    CHECK_INT(cJSON_GetArraySize(j), tool_count());
+    for (int i = 0; i < cJSON_GetArraySize(j); i++) {
+        cJSON *t = cJSON_GetArrayItem(j, i);
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(t, "type")), "function");
+        cJSON *f = cJSON_GetObjectItem(t, "function");
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(f, "name")), tool_name(i));
+        CHECK(cJSON_IsString(cJSON_GetObjectItem(f, "description")));
+        cJSON *pr = cJSON_GetObjectItem(f, "parameters");
+        CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(pr, "type")), "object");
+    }
+    cJSON_Delete(j);
+    buf_free(&b);
+}
+
+static void t_bad_calls(void)
+{
+    CHECK_INT(run("no_such_tool", "{}"), 1);
+    HAS("unknown tool");
+    CHECK_INT(run("read_file", "{}"), 1);
+    HAS("missing required argument \"path\"");
+    CHECK_INT(run("read_file", "{\"path\":5}"), 1);
+    HAS("must be a string");
+    CHECK_INT(run("read_file", "[1,2]"), 1);
+    CHECK_INT(run("read_file", "{\"path\":\"a.txt\",\"offset\":1.5}"), 1);
+    HAS("integer");
+    CHECK_INT(run("read_file", "{\"path\":\"a.txt\",\"offset\":0}"), 1);
+    CHECK_INT(run("edit_file", "{\"path\":\"a.txt\",\"old_string\":\"one\",\"new_string\":\"x\","
+                               "\"replace_all\":\"yes\"}"),
+              1);
+    HAS("true or false");
+    CHECK_INT(run(NULL, NULL), 1);
+}
+
+static void t_read(void)
+{
+    CHECK_INT(run("read_file", "{\"path\":\"a.txt\"}"), 0);
+    CHECK_STR(text(), "     1\tone\n     2\ttwo\n     3\tthree\n");
+    CHECK_INT(run("read_file", "{\"path\":\"a.txt\",\"offset\":2,\"limit\":1}"), 0);
+    HAS("     2\ttwo\n");
+    CHECK(!strstr(text(), "three"));
+    HAS("use offset=3");
+    CHECK_INT(run("read_file", "{\"path\":\"a.txt\",\"offset\":9}"), 1);
+    HAS("past the end");
+    CHECK_INT(run("read_file", "{\"path\":\"inlink\"}"), 0); /* symlink inside: fine */
+    HAS("two");
+    char abs[1200];
+    snprintf(abs, sizeof abs, "{\"path\":\"%s/a.txt\"}", ws);
+    CHECK_INT(run("read_file", abs), 0);
+    CHECK_INT(run("read_file", "{\"path\":\"missing.txt\"}"), 1);
+    HAS("does not exist");
+    CHECK_INT(run("read_file", "{\"path\":\"src\"}"), 1);
+    puts_file(ws, "empty.txt", "");
+    CHECK_INT(run("read_file", "{\"path\":\"empty.txt\"}"), 0);
+    HAS("empty file");
+}
+
+static void t_read_caps(void)
+{
+    struct buf b = { 0 };
+    for (int i = 1; i <= 5000; i++)
+        buf_printf(&b, "line %d\n", i);
+    put(ws, "big.txt", b.p, b.len);
+    CHECK_INT(run("read_file", "{\"path\":\"big.txt\"}"), 0);
+    HAS("  2000\tline 2000\n");
+    CHECK(!strstr(text(), "line 2001\n"));
+    HAS("of 5000; use offset=2001");
+    size_t saved = ctx.read_max_bytes;
+    ctx.read_max_bytes = 100;
+    CHECK_INT(run("read_file", "{\"path\":\"big.txt\"}"), 0);
+    HAS("byte cap");
+    CHECK(res.text.len < 400);
+    ctx.read_max_bytes = saved;
+    buf_reset(&b);
+    for (int i = 0; i < 5000; i++)
+        buf_putc(&b, 'x');
+    put(ws, "long.txt", b.p, b.len);
+    CHECK_INT(run("read_file", "{\"path\":\"long.txt\"}"), 0);
+    HAS("[line cut at 2000 bytes]");
+    CHECK(res.text.len < 2100);
+    buf_free(&b);
+}
+
+static void t_binary(void)
+{
+    put(ws, "bin.dat", "ab\0cd", 5);
+    CHECK_INT(run("read_file", "{\"path\":\"bin.dat\"}"), 0);
+    HAS("binary file (5 bytes)");
+    put(ws, "latin1.txt", "caf\xe9\n", 5);
+    CHECK_INT(run("read_file", "{\"path\":\"latin1.txt\"}"), 0);
+    HAS("binary file");
+    puts_file(ws, "utf8.txt", "caf\xc3\xa9\n");
+    CHECK_INT(run("read_file", "{\"path\":\"utf8.txt\"}"), 0);
+    HAS("caf\xc3\xa9");
+    CHECK_INT(run("edit_file", "{\"path\":\"bin.dat\",\"old_string\":\"ab\",\"new_string\":\"x\"}"),
+              1);
+    HAS("binary");
+}
+
+static void t_refusals(void)
+{
+    char js[1400];
+    /* outside the workspace: readable (read-only) but never writable */
+    snprintf(js, sizeof js, "{\"path\":\"%s/secret.txt\",\"content\":\"x\"}", out);
+    CHECK_INT(run("write_file", js), 1);
+    HAS("refused");
+    CHECK_STR(slurp(out, "secret.txt"), "outside\n");
+    CHECK_INT(run("write_file", "{\"path\":\"../outside/new.txt\",\"content\":\"x\"}"), 1);
+    CHECK(access(out, F_OK) == 0 && slurp(out, "new.txt")[0] == 0);
+    /* a symlink leaving the workspace */
+    CHECK_INT(run("write_file", "{\"path\":\"escape/secret.txt\",\"content\":\"x\"}"), 1);
+    CHECK_STR(slurp(out, "secret.txt"), "outside\n");
+    CHECK_INT(run("edit_file", "{\"path\":\"escape/secret.txt\",\"old_string\":\"outside\","
+                               "\"new_string\":\"pwned\"}"),
+              1);
+    CHECK_STR(slurp(out, "secret.txt"), "outside\n");
+    CHECK_INT(run("write_file", "{\"path\":\"escape/made.txt\",\"content\":\"x\"}"), 1);
+    CHECK(slurp(out, "made.txt")[0] == 0);
+    /* .git/hooks and .git/config are protected */
+    CHECK_INT(run("write_file", "{\"path\":\".git/hooks/pre-commit\",\"content\":\"#!/bin/sh\"}"),
+              1);
+    HAS("refused");
+    CHECK(slurp(ws, ".git/hooks/pre-commit")[0] == 0);
+    puts_file(ws, ".git/config", "[core]\n");
+    CHECK_INT(run("edit_file", "{\"path\":\".git/config\",\"old_string\":\"[core]\","
+                               "\"new_string\":\"[x]\"}"),
+              1);
+    CHECK_STR(slurp(ws, ".git/config"), "[core]\n");
+    CHECK_INT(run("write_file", "{\"path\":\"src/../.git/hooks/x\",\"content\":\"x\"}"), 1);
+    /* a hard link could name a file outside */
+    char a[1200], b[1200];
+    snprintf(a, sizeof a, "%s/secret.txt", out);
+    snprintf(b, sizeof b, "%s/hard.txt", ws);
+    if (link(a, b) == 0) {
+        CHECK_INT(run("write_file", "{\"path\":\"hard.txt\",\"content\":\"x\"}"), 1);
+        HAS("hard link");
+        CHECK_STR(slurp(out, "secret.txt"), "outside\n");
+    }
+    /* hidden paths: not read, not listed, not searched */
+    CHECK_INT(run("read_file", "{\"path\":\"hid/h.txt\"}"), 1);
+    CHECK_INT(run("list_dir", "{\"path\":\"hid\"}"), 1);
+    CHECK_INT(run("grep", "{\"pattern\":\"hiddenword\"}"), 0);
+    HAS("no matches");
+    CHECK_INT(run("glob", "{\"pattern\":\"h.txt\"}"), 0);
+    HAS("no files match");
+    CHECK_INT(run("write_file", "{\"path\":\"hid/h.txt\",\"content\":\"x\"}"), 1);
+    CHECK_STR(slurp(ws, "hid/h.txt"), "hiddenword\n");
+    /* list_dir outside is read-only, so allowed; a missing directory is not */
+    CHECK_INT(run("list_dir", "{\"path\":\"nope\"}"), 1);
+}
+
+static void t_write(void)
+{
+    CHECK_INT(run("write_file", "{\"path\":\"new/deep/f.txt\",\"content\":\"hello\\nworld\"}"), 0);
+    HAS("created new/deep/f.txt (11 bytes, 2 lines)");
+    CHECK_STR(slurp(ws, "new/deep/f.txt"), "hello\nworld");
+    char p[1200];
+    snprintf(p, sizeof p, "%s/run.sh", ws);
+    puts_file(ws, "run.sh", "echo a\n");
+    chmod(p, 0751);
+    CHECK_INT(run("write_file", "{\"path\":\"run.sh\",\"content\":\"echo b\\n\"}"), 0);
+    HAS("wrote run.sh");
+    struct stat st;
+    CHECK(stat(p, &st) == 0 && (st.st_mode & 07777) == 0751);
+    CHECK_STR(slurp(ws, "run.sh"), "echo b\n");
+    /* writing through a symlink inside the workspace replaces its target, keeps the link */
+    puts_file(ws, "target.txt", "old\n");
+    snprintf(p, sizeof p, "%s/tlink", ws);
+    if (symlink("target.txt", p)) {
+    }
+    CHECK_INT(run("write_file", "{\"path\":\"tlink\",\"content\":\"new\\n\"}"), 0);
+    CHECK_STR(slurp(ws, "target.txt"), "new\n");
+    CHECK(lstat(p, &st) == 0 && S_ISLNK(st.st_mode));
+    /* no temp files left behind */
+    CHECK_INT(run("list_dir", NULL), 0);
+    CHECK(!strstr(text(), ".tmp"));
+}
+
+static void t_edit(void)
+{
+    puts_file(ws, "e.c", "int a;\nint b;\nint a2;\nint c;\n");
+    CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"int b;\","
+                               "\"new_string\":\"long b;\\nlong bb;\"}"),
+              0);
+    CHECK_STR(slurp(ws, "e.c"), "int a;\nlong b;\nlong bb;\nint a2;\nint c;\n");
+    CHECK_STR(text(), "edited e.c: 1 replacement\n"
+                      "--- a/e.c\n+++ b/e.c\n@@ -1,4 +1,5 @@\n"
+                      " int a;\n-int b;\n+long b;\n+long bb;\n int a2;\n int c;\n");
+    /* ambiguous: the count is in the error, the file is unchanged */
+    CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"int a\","
+                               "\"new_string\":\"int z\"}"),
+              1);
+    HAS("matches 2 times");
+    CHECK_STR(slurp(ws, "e.c"), "int a;\nlong b;\nlong bb;\nint a2;\nint c;\n");
+    CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"int a\","
+                               "\"new_string\":\"int z\",\"replace_all\":true}"),
+              0);
+    HAS("2 replacements");
+    CHECK_STR(slurp(ws, "e.c"), "int z;\nlong b;\nlong bb;\nint z2;\nint c;\n");
+    CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"nothere\","
+                               "\"new_string\":\"x\"}"),
+              1);
+    HAS("not found");
+    CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"\",\"new_string\":\"x\"}"), 1);
+    CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"x\",\"new_string\":\"x\"}"), 1);
+    CHECK_INT(run("edit_file", "{\"path\":\"nofile.c\",\"old_string\":\"x\",\"new_string\":\"y\"}"),
+              1);
+    HAS("does not exist");
+    /* no newline at the end */
+    puts_file(ws, "n.txt", "a\nb");
+    CHECK_INT(run("edit_file", "{\"path\":\"n.txt\",\"old_string\":\"b\",\"new_string\":\"c\"}"),
+              0);
+    HAS("-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n");
+    CHECK_STR(slurp(ws, "n.txt"), "a\nc");
+}
+
+static void t_list(void)
+{
+    CHECK_INT(run("list_dir", "{}"), 0);
+    HAS("a.txt\n");
+    HAS("src/\n");
+    HAS("escape@\n");
+    HAS(".git/\n");
+    CHECK(!strstr(text(), "hid/"));
+    CHECK(strstr(text(), "a.txt") < strstr(text(), "src/")); /* sorted */
+    size_t saved = ctx.list_max;
+    ctx.list_max = 2;
+    CHECK_INT(run("list_dir", "{\"path\":\".\"}"), 0);
+    HAS("[2 of ");
+    ctx.list_max = saved;
+    CHECK_INT(run("list_dir", "{\"path\":\"a.txt\"}"), 1);
+    HAS("not a directory");
+}
+
+static void t_search(void)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/g", ws);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/g/sub", ws);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/g/build", ws);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/g/.git", ws);
+    mkdir(p, 0755);
+    puts_file(ws, "g/.gitignore", "build/\n*.log\n!keep.log\n/top.txt\n");
+    puts_file(ws, "g/one.c", "int needle = 1;\nint other;\n");
+    puts_file(ws, "g/sub/two.c", "  needle();\n");
+    puts_file(ws, "g/sub/two.h", "needle\n");
+    puts_file(ws, "g/sub/top.txt", "needle\n"); /* /top.txt is anchored: not ignored here */
+    puts_file(ws, "g/top.txt", "needle\n");
+    puts_file(ws, "g/build/out.c", "needle\n");
+    puts_file(ws, "g/x.log", "needle\n");
+    puts_file(ws, "g/keep.log", "needle\n");
+    puts_file(ws, "g/.git/HEAD", "needle\n");
+    put(ws, "g/blob.bin", "needle\0\n", 8);
+    snprintf(p, sizeof p, "%s/g/esc", ws); /* a symlink out: never followed */
+    if (symlink(out, p)) {
+    }
+    puts_file(out, "out.c", "needle\n");
+
+    CHECK_INT(run("grep", "{\"pattern\":\"needle\",\"path\":\"g\"}"), 0);
+    CHECK_STR(text(), "g/keep.log:1:needle\ng/one.c:1:int needle = 1;\n"
+                      "g/sub/top.txt:1:needle\ng/sub/two.c:1:  needle();\ng/sub/two.h:1:needle\n");
+    CHECK_INT(run("grep", "{\"pattern\":\"needle\\\\(\",\"path\":\"g\",\"glob\":\"*.c\"}"), 0);
+    CHECK_STR(text(), "g/sub/two.c:1:  needle();\n");
+    CHECK_INT(run("grep", "{\"pattern\":\"nothing_here\",\"path\":\"g\"}"), 0);
+    HAS("no matches");
+    CHECK_INT(run("grep", "{\"pattern\":\"(\",\"path\":\"g\"}"), 1);
+    HAS("bad pattern");
+    CHECK_INT(run("grep", "{\"pattern\":\"other\",\"path\":\"g/one.c\"}"), 0); /* one file */
+    CHECK_STR(text(), "g/one.c:2:int other;\n");
+    size_t saved = ctx.match_max;
+    ctx.match_max = 2;
+    CHECK_INT(run("grep", "{\"pattern\":\"needle\",\"path\":\"g\"}"), 0);
+    HAS("[stopped after 2 matches");
+    ctx.match_max = saved;
+    CHECK_INT(run("grep", "{\"pattern\":\"needle\",\"path\":\"g/esc\"}"), 0); /* read-only ok */
+    HAS("out.c:1:needle");
+
+    CHECK_INT(run("glob", "{\"pattern\":\"*.c\",\"path\":\"g\"}"), 0);
+    CHECK_STR(text(), "g/one.c\ng/sub/two.c\n");
+    CHECK_INT(run("glob", "{\"pattern\":\"g/**/*.h\"}"), 0);
+    CHECK_STR(text(), "g/sub/two.h\n");
+    CHECK_INT(run("glob", "{\"pattern\":\"g/*.c\"}"), 0);
+    CHECK_STR(text(), "g/one.c\n");
+    CHECK_INT(run("glob", "{\"pattern\":\"*.zzz\"}"), 0);
+    HAS("no files match");
+    CHECK_INT(run("glob", "{\"pattern\":\"*.c\",\"path\":\"nope\"}"), 1);
+    CHECK(srch_match("**/a", "a") && srch_match("**/a", "x/y/a") && srch_match("x/**", "x/y/z"));
+    CHECK(!srch_match("*.c", "x/a.c") && srch_match("x/*/b", "x/y/b") && !srch_match("x/*", "x"));
+    CHECK(srch_match("**/**/a", "x/a") && srch_match("x/**/**", "x/y"));
+    /* a pathological pattern on a deep path ends quickly (the step budget) */
+    char deep[1200] = "", pat[600] = "";
+    for (int i = 0; i < 200; i++)
+        strcat(deep, "a/");
+    strcat(deep, "b");
+    for (int i = 0; i < 60; i++)
+        strcat(pat, "**/a*/");
+    strcat(pat, "c");
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    CHECK(!srch_match(pat, deep));
+    CHECK((double)clock() / CLOCKS_PER_SEC - t0 < 2.0);
+}
+
+static void t_shell(void)
+{
+    CHECK_INT(run("run_shell", "{\"command\":\"\"}"), 1);
+    int rc = run("run_shell", "{\"command\":\"echo hi; echo err >&2; exit 3\"}");
+    if (rc == 1 && strstr(text(), "refused"))
+        SKIP("sandbox refused here: %s", text());
+    CHECK_INT(rc, 1);
+    HAS("exit code 3\n");
+    HAS("hi\n");
+    HAS("err\n");
+    CHECK_INT(run("run_shell", "{\"command\":\"cat a.txt\"}"), 0); /* runs in the workspace */
+    HAS("one\ntwo\n");
+    CHECK_INT(run("run_shell", "{\"command\":\"sleep 5\",\"timeout\":0.3}"), 1);
+    HAS("timed out");
+    /* output capped, head and tail kept */
+    size_t saved = ctx.shell_output_cap;
+    ctx.shell_output_cap = 1000;
+    CHECK_INT(run("run_shell", "{\"command\":\"echo FIRST; seq 1 20000; echo LAST\"}"), 0);
+    HAS("FIRST");
+    HAS("LAST");
+    HAS("only the first and last 500 kept");
+    CHECK(res.text.len < 1200);
+    ctx.shell_output_cap = saved;
+    /* the model cannot raise the timeout above the maximum */
+    double max = ctx.shell_timeout_max_s;
+    ctx.shell_timeout_max_s = 0.3;
+    CHECK_INT(run("run_shell", "{\"command\":\"sleep 5\",\"timeout\":1000}"), 1);
+    HAS("timed out after 0.3 s (the maximum)");
+    ctx.shell_timeout_max_s = max;
+}
+
+int main(void)
+{
+    setup();
+    TEST_RUN(t_schemas);
+    TEST_RUN(t_bad_calls);
+    TEST_RUN(t_read);
+    TEST_RUN(t_read_caps);
+    TEST_RUN(t_binary);
+    TEST_RUN(t_refusals);
+    TEST_RUN(t_write);
+    TEST_RUN(t_edit);
+    TEST_RUN(t_list);
+    TEST_RUN(t_search);
+    TEST_RUN(t_shell);
+    /* the refusals again with the policy's checked walk instead of openat2 */
+    pol_close(pol);
+    struct pol_opts o = { 0 };
+    o.workspace = ws;
+    o.home = base;
+    o.hidden = hidden;
+    o.no_openat2 = 1;
+    if (pol_open(&pol, &o) < 0)
+        printf("# pol_open: %s\n", err_msg());
+    ctx.pol = pol;
+    printf("# checked walk (no openat2)\n");
+    TEST_RUN(t_read);
+    TEST_RUN(t_refusals);
+    TEST_RUN(t_search);
+    tool_result_free(&res);
+    pol_close(pol);
+    rm_rf(base);
+    TEST_END();
+}

@@ -20,6 +20,8 @@
 
 #include <cjson/cJSON.h>
 
+#include <sys/mman.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,9 @@
 /* byte -> code point, and code point (< 0x144) -> byte or -1 */
 static uint16_t b2u[256];
 static int16_t u2b[0x144];
+/* 1 for the bytes a JSON string continues with unchanged (not '"', '\\' or a
+ * control character) */
+static uint8_t str_plain[256];
 
 static void byte_map_init(void)
 {
@@ -46,20 +51,16 @@ static void byte_map_init(void)
         int keep = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae);
         b2u[b] = (uint16_t)(keep ? b : 256 + n++);
         u2b[b2u[b]] = (int16_t)b;
+        str_plain[b] = b >= 0x20 && b != '"' && b != '\\';
     }
     done = 1;
 }
 
-/* Converts byte-level text s[0..n) (valid UTF-8) to bytes appended to out.
- * Returns 1 when every character was in the map, 0 when one was not: then
- * out holds s itself, as HF's ByteLevel decoder falls back to the token's
- * UTF-8 when it cannot map it. */
-static int unmap_bytes(const char *s, size_t n, struct buf *out)
+/* Converts byte-level text s[0..n) (valid UTF-8) to bytes at o (room for n
+ * bytes: the bytes are never more than the characters' UTF-8). Returns the
+ * byte count, or -1 when a character is not in the map. */
+static inline long unmap_to(const char *s, size_t n, uint8_t *o)
 {
-    /* the bytes are never more than the characters' UTF-8 */
-    if (buf_reserve(out, n) < 0)
-        return -1;
-    uint8_t *o = (uint8_t *)out->p + out->len;
     const uint8_t *u = (const uint8_t *)s;
     size_t k = 0;
     for (size_t i = 0; i < n;) {
@@ -70,37 +71,81 @@ static int unmap_bytes(const char *s, size_t n, struct buf *out)
             cp = (uint32_t)(u[i] & 0x1f) << 6 | (u[i + 1] & 0x3f);
             i += 2;
         } else {
-            cp = 0x144; /* 3- and 4-byte characters are never in the map */
+            return -1; /* 3- and 4-byte characters are never in the map */
         }
-        if (cp >= 0x144 || u2b[cp] < 0) {
-            if (buf_append(out, s, n) < 0)
-                return -1;
-            return 0;
-        }
+        if (cp >= 0x144 || u2b[cp] < 0)
+            return -1;
         o[k++] = (uint8_t)u2b[cp];
     }
-    out->len += k;
+    return (long)k;
+}
+
+/* Converts byte-level text s[0..n) (valid UTF-8) to bytes appended to out.
+ * Returns 1 when every character was in the map, 0 when one was not: then
+ * out holds s itself, as HF's ByteLevel decoder falls back to the token's
+ * UTF-8 when it cannot map it. */
+static int unmap_bytes(const char *s, size_t n, struct buf *out)
+{
+    if (out->cap - out->len <= n && buf_reserve(out, n) < 0)
+        return -1;
+    long k = unmap_to(s, n, (uint8_t *)out->p + out->len);
+    if (k < 0) {
+        memcpy(out->p + out->len, s, n);
+        out->len += n;
+        out->p[out->len] = 0;
+        return 0;
+    }
+    out->len += (size_t)k;
     out->p[out->len] = 0;
     return 1;
 }
 
-/* utf8_valid with an ASCII fast path: the file is 11 MB */
+/* memcmp(a, b, n) == 0 for the short strings of a vocabulary, without a
+ * library call */
+static inline int bytes_eq(const void *a, const void *b, size_t n)
+{
+    const uint8_t *x = a, *y = b;
+    for (; n >= 8; n -= 8, x += 8, y += 8) {
+        uint64_t u, v;
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        if (u != v)
+            return 0;
+    }
+    for (; n; n--)
+        if (*x++ != *y++)
+            return 0;
+    return 1;
+}
+
+/* utf8_valid with an ASCII fast path: the file is 11 MB, mostly ASCII with
+ * a two-byte character every few bytes, so a word with a high bit set skips
+ * its ASCII prefix at once (little-endian: the lowest set bit is the first
+ * byte) */
 static int valid_utf8(const char *s, size_t n, size_t *bad)
 {
+    const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        uint64_t w;
-        if (i + 8 <= n && (memcpy(&w, s + i, 8), !(w & 0x8080808080808080ull))) {
-            i += 8;
-            continue;
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            uint64_t hi = w & 0x8080808080808080ull;
+            if (!hi) {
+                i += 8;
+                continue;
+            }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            i += (size_t)__builtin_ctzll(hi) >> 3;
+#endif
         }
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = u[i];
         if (c < 0x80) {
             i++;
             continue;
         }
         /* two-byte characters (all of the byte map's) inline */
-        if (c >= 0xc2 && c <= 0xdf && i + 1 < n && ((unsigned char)s[i + 1] & 0xc0) == 0x80) {
+        if (c >= 0xc2 && c <= 0xdf && i + 1 < n && (u[i + 1] & 0xc0) == 0x80) {
             i += 2;
             continue;
         }
@@ -245,6 +290,40 @@ static int js_str(struct js *j, struct buf *out)
             return ERR_NOMEM;
         q = j->p;
     }
+}
+
+/* The common case of a string with nothing to unescape: returns 1 with
+ * [*sp, *sp + *sn) its text in the file and the scanner past it; 0 when it
+ * has an escape or a control character, or is not a string (the scanner is
+ * then on its opening quote, for js_str to read it or report the error). */
+static inline int js_plain_str(struct js *j, const char **sp, size_t *sn)
+{
+    js_ws(j);
+    if (j->p >= j->e || *j->p != '"')
+        return 0;
+    const char *a = j->p + 1, *q = a;
+    while (q < j->e && str_plain[(unsigned char)*q])
+        q++;
+    if (q >= j->e || *q != '"')
+        return 0;
+    *sp = a;
+    *sn = (size_t)(q - a);
+    j->p = q + 1;
+    return 1;
+}
+
+/* Reads a string: in place when it has nothing to unescape, else decoded
+ * into tmp. [*sp, *sp + *sn) is the text, valid until tmp changes. */
+static inline int js_str_ref(struct js *j, struct buf *tmp, const char **sp, size_t *sn)
+{
+    if (js_plain_str(j, sp, sn))
+        return 0;
+    int rc = js_str(j, tmp);
+    if (rc < 0)
+        return rc;
+    *sp = tmp->p;
+    *sn = tmp->len;
+    return 0;
 }
 
 /* Skips any value; depth-limited so a hostile file cannot overflow the stack. */
@@ -408,7 +487,25 @@ struct span {
     const char *p, *e; /* NULL when absent */
 };
 
-static int arena_add(struct tok *t, const void *p, size_t n, uint32_t *off)
+/* For the big load-time blocks (the two hash tables, 8 MB each for a 248k
+ * vocabulary and written all over; the token arena and the vocab entries,
+ * sized from the file): on 2 MB pages they cost a few page faults instead
+ * of thousands, where transparent huge pages are enabled for madvise'd
+ * memory. Freed with free(); may be realloc'd. */
+static void *table_alloc(size_t n)
+{
+    const size_t huge = 2u << 20;
+    if (n < 2 * huge)
+        return malloc(n);
+    size_t r = (n + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, r);
+    if (p)
+        madvise(p, r, MADV_HUGEPAGE); /* only a hint: failure is harmless */
+    return p;
+}
+
+/* Makes room for n more bytes in the token arena. */
+static int arena_reserve(struct tok *t, size_t n)
 {
     size_t need;
     if (ckd_add_sz(&need, t->nbytes, n) || need > UINT32_MAX)
@@ -417,29 +514,58 @@ static int arena_add(struct tok *t, const void *p, size_t n, uint32_t *off)
         size_t cap = t->capbytes ? t->capbytes * 2 : (1u << 20);
         while (cap < need)
             cap *= 2;
-        char *nb = realloc(t->bytes, cap);
+        /* the first one is sized from the file: huge pages when big */
+        char *nb = t->bytes ? realloc(t->bytes, cap) : table_alloc(cap);
         if (!nb)
             return err_set(ERR_NOMEM, "out of memory");
         t->bytes = nb;
         t->capbytes = cap;
     }
+    return 0;
+}
+
+static int arena_add(struct tok *t, const void *p, size_t n, uint32_t *off)
+{
+    int rc = arena_reserve(t, n);
+    if (rc < 0)
+        return rc;
     if (n)
         memcpy(t->bytes + t->nbytes, p, n);
     *off = (uint32_t)t->nbytes;
-    t->nbytes = need;
+    t->nbytes += n;
     return 0;
 }
 
 static uint32_t hash_bytes(const uint8_t *s, size_t n)
 {
-    /* FNV-1a, then a final mix: token strings are short */
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 16777619u;
-    h ^= h >> 15;
-    h *= 0x2c1b3c6dU;
-    h ^= h >> 12;
-    return h;
+    /* a word at a time, then a final mix: token strings are short. The
+     * last 1-7 bytes are read as two overlapping pieces (4-7 bytes) or as
+     * the first, middle and last byte (1-3), which covers each of them
+     * once the length is mixed in. */
+    const uint64_t m = 0x9e3779b97f4a7c15ull;
+    uint64_t h = (uint64_t)n * m;
+    for (; n >= 8; n -= 8, s += 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * m;
+        h ^= h >> 29;
+    }
+    if (n) {
+        uint64_t w;
+        if (n >= 4) {
+            uint32_t x, y;
+            memcpy(&x, s, 4);
+            memcpy(&y, s + n - 4, 4);
+            w = (uint64_t)x << 32 | y;
+        } else {
+            w = (uint64_t)s[0] << 16 | (uint64_t)s[n >> 1] << 8 | s[n - 1];
+        }
+        h = (h ^ w) * m;
+    }
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return (uint32_t)h;
 }
 
 static int32_t vocab_get_h(const struct tok *t, const uint8_t *s, size_t n, uint32_t h)
@@ -449,11 +575,11 @@ static int32_t vocab_get_h(const struct tok *t, const uint8_t *s, size_t n, uint
         if (v->id < 0)
             return -1;
         if (n <= TOK_VSLOT_INLINE) {
-            if (v->len == n && !memcmp(v->b, s, n))
+            if (v->len == n && bytes_eq(v->b, s, n))
                 return v->id;
         } else if (v->len == 255 && !memcmp(v->b, &h, sizeof h)) {
             const struct tok_span *sp = &t->model[v->id];
-            if (sp->len == n && !memcmp(t->bytes + sp->off, s, n))
+            if (sp->len == n && bytes_eq(t->bytes + sp->off, s, n))
                 return v->id;
         }
     }
@@ -476,11 +602,47 @@ struct ventry {
 static int parse_vocab(struct tok *t, struct js *j, struct ventry **out, size_t *nout,
                        int32_t *max_id)
 {
-    struct buf key = { 0 }, bytes = { 0 };
+    struct buf key = { 0 };
     struct ventry *v = NULL;
     size_t n = 0, cap = 0;
     int rc = js_expect(j, '{'), first = 1;
-    while (rc == 0 && (rc = js_next_key(j, &first, &key)) == 1) {
+    /* the tokens' bytes are never more than the vocab's text: one arena
+     * sized from the rest of the file, written in place */
+    size_t rest = (size_t)(j->e - j->p);
+    if (rc == 0)
+        rc = arena_reserve(t, rest);
+    /* and the entries: one takes at least 5 characters ("":0,) */
+    if (rc == 0) {
+        cap = rest / 5 + 16 < (1u << 20) ? rest / 5 + 16 : (1u << 20);
+        if (!(v = table_alloc(cap * sizeof *v)))
+            rc = err_set(ERR_NOMEM, "out of memory");
+    }
+    while (rc == 0) {
+        /* js_next_key, with the key read in place when it has no escape */
+        js_ws(j);
+        if (j->p < j->e && *j->p == '}') {
+            j->p++;
+            break;
+        }
+        if (!first) {
+            if (j->p >= j->e || *j->p != ',') {
+                rc = js_fail(j, j->p, "expected ',' or '}'");
+                break;
+            }
+            j->p++;
+        }
+        first = 0;
+        const char *ks;
+        size_t kn;
+        if (!js_plain_str(j, &ks, &kn)) {
+            if ((rc = js_str(j, &key)) < 0)
+                break;
+            ks = key.p;
+            kn = key.len;
+        }
+        if ((rc = js_expect(j, ':')) < 0)
+            break;
+        js_ws(j);
         const char *at = j->p;
         int64_t id = 0;
         if ((rc = js_int(j, &id)) < 0)
@@ -489,11 +651,14 @@ static int parse_vocab(struct tok *t, struct js *j, struct ventry **out, size_t 
             rc = js_fail(j, at, "token id %lld out of range [0, %d)", (long long)id, TOK_MAX_ID);
             break;
         }
-        buf_reset(&bytes);
-        int mapped = unmap_bytes(key.p, key.len, &bytes);
-        if (mapped < 0) {
-            rc = err_set(ERR_NOMEM, "out of memory");
+        if ((rc = arena_reserve(t, kn)) < 0)
             break;
+        char *dst = t->bytes + t->nbytes;
+        long blen = unmap_to(ks, kn, (uint8_t *)dst);
+        int mapped = blen >= 0;
+        if (!mapped) {
+            memcpy(dst, ks, kn);
+            blen = (long)kn;
         }
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 4096;
@@ -507,16 +672,14 @@ static int parse_vocab(struct tok *t, struct js *j, struct ventry **out, size_t 
         }
         struct ventry *e = &v[n++];
         e->id = (int32_t)id;
-        e->len = (uint32_t)bytes.len;
+        e->off = (uint32_t)t->nbytes;
+        e->len = (uint32_t)blen;
         e->raw = !mapped;
-        if ((rc = arena_add(t, bytes.p, bytes.len, &e->off)) < 0)
-            break;
+        t->nbytes += (size_t)blen;
         if (e->id > *max_id)
             *max_id = e->id;
-        rc = 0;
     }
     buf_free(&key);
-    buf_free(&bytes);
     if (rc < 0) {
         free(v);
         return rc;
@@ -559,7 +722,7 @@ static int build_vocab_hash(struct tok *t, const struct ventry *v, size_t n)
 {
     t->vmask = pow2_at_least(n + n / 2) - 1;
     size_t slots = (size_t)t->vmask + 1;
-    t->vh = malloc(slots * sizeof *t->vh);
+    t->vh = table_alloc(slots * sizeof *t->vh);
     if (!t->vh)
         return err_set(ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < slots; i++)
@@ -581,7 +744,7 @@ static int build_vocab_hash(struct tok *t, const struct ventry *v, size_t n)
             const struct tok_vslot *o = &t->vh[i];
             const struct tok_span *sp = &t->model[o->id];
             if ((o->len == len || (o->len == 255 && len > TOK_VSLOT_INLINE)) && sp->len == len &&
-                !memcmp(t->bytes + sp->off, s, len)) {
+                bytes_eq(t->bytes + sp->off, s, len)) {
                 int dup = o->id;
                 free(hs);
                 return err_set(ERR_INVAL, "%s: model.vocab: token %d repeats token %d", t->name,
@@ -602,40 +765,59 @@ static int build_vocab_hash(struct tok *t, const struct ventry *v, size_t n)
     return 0;
 }
 
-static int merge_put(struct tok *t, int32_t a, int32_t b, uint32_t rank, int32_t id)
+static uint32_t merge_slot(const struct tok *t, uint64_t key)
 {
-    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     uint64_t h = key * 0x9e3779b97f4a7c15ull;
-    for (uint32_t i = (uint32_t)(h >> 32) & t->mmask;; i = (i + 1) & t->mmask) {
+    return (uint32_t)(h >> 32) & t->mmask;
+}
+
+/* Puts (key -> rank, id) in the merge table; returns 1 when the pair is
+ * new, 0 when it replaced an earlier one. */
+static int merge_put(struct tok *t, uint64_t key, uint32_t rank, int32_t id)
+{
+    for (uint32_t i = merge_slot(t, key);; i = (i + 1) & t->mmask) {
         struct tok_merge *m = &t->mh[i];
         if (m->key == UINT64_MAX || m->key == key) {
             /* a repeated pair keeps the last rank, as HF's HashMap collect does */
+            int fresh = m->key == UINT64_MAX;
             m->key = key;
             m->rank = rank;
             m->id = id;
-            return 0;
+            return fresh;
         }
     }
 }
 
-/* Fills the merge table from the parsed merges. The inserts are random
- * accesses into a table of several MB, so each slot is prefetched a few
- * merges ahead. */
-static int insert_merges(struct tok *t, const struct tok_merge *m, size_t n)
+/* Makes an empty merge table with 2^k slots, 2^k >= 1.5 n + 16. */
+static int merges_alloc(struct tok *t, size_t n)
 {
-    t->mmask = pow2_at_least(n + n / 2 + 16) - 1;
-    size_t slots = (size_t)t->mmask + 1;
-    t->mh = malloc(slots * sizeof *t->mh);
-    if (!t->mh)
+    uint32_t slots = pow2_at_least(n + n / 2 + 16);
+    struct tok_merge *mh = table_alloc((size_t)slots * sizeof *mh);
+    if (!mh)
         return err_set(ERR_NOMEM, "out of memory");
-    memset(t->mh, 0xff, slots * sizeof *t->mh);
-    for (size_t k = 0; k < n; k++) {
-        if (k + 16 < n) {
-            uint64_t h = m[k + 16].key * 0x9e3779b97f4a7c15ull;
-            __builtin_prefetch(&t->mh[(uint32_t)(h >> 32) & t->mmask], 1);
-        }
-        merge_put(t, (int32_t)(m[k].key >> 32), (int32_t)(uint32_t)m[k].key, m[k].rank, m[k].id);
+    memset(mh, 0xff, (size_t)slots * sizeof *mh);
+    t->mh = mh;
+    t->mmask = slots - 1;
+    return 0;
+}
+
+/* Doubles the merge table, for files with more merges than vocabulary
+ * entries, which sized it. */
+static int merges_grow(struct tok *t)
+{
+    struct tok_merge *old = t->mh;
+    size_t oslots = (size_t)t->mmask + 1;
+    if (oslots >= (1u << 30))
+        return err_set(ERR_NOMEM, "%s: too many merges", t->name);
+    int rc = merges_alloc(t, oslots); /* 2^k >= 1.5 oslots: twice the slots */
+    if (rc < 0) {
+        t->mh = old; /* tok_close frees it */
+        return rc;
     }
+    for (size_t i = 0; i < oslots; i++)
+        if (old[i].key != UINT64_MAX)
+            merge_put(t, old[i].key, old[i].rank, old[i].id);
+    free(old);
     return 0;
 }
 
@@ -655,10 +837,8 @@ struct merge_batch {
     struct merge_pend p[MERGE_BATCH];
     int n;
     struct buf bytes; /* the parts' bytes (or raw text when unmapped) */
-    struct buf cat;
-    struct tok_merge *list; /* parsed merges, in order */
-    size_t nlist, caplist;
-    int32_t last; /* the previous merge's result id */
+    size_t nused;     /* distinct pairs in t->mh */
+    int32_t last;     /* the previous merge's result id */
 };
 
 /* Adds one merge's parts (text as in the file) to the batch. */
@@ -687,10 +867,11 @@ static int batch_add(struct tok *t, struct merge_batch *mb, const char *at, uint
     return 0;
 }
 
-/* Resolves the batch's merges in order into mb->list. */
-static int batch_flush(struct tok *t, struct js *j, struct merge_batch *mb, size_t nvocab)
+/* Resolves the batch's merges and puts them in the merge table, in order. */
+static int batch_flush(struct tok *t, struct js *j, struct merge_batch *mb)
 {
-    int rc = 0;
+    struct tok_merge res[MERGE_BATCH];
+    int nres = 0, rc = 0;
     for (int k = 0; k < mb->n && rc == 0; k++) {
         struct merge_pend *p = &mb->p[k];
         const char *pa = mb->bytes.p + p->off[0], *pb = mb->bytes.p + p->off[1];
@@ -706,16 +887,15 @@ static int batch_flush(struct tok *t, struct js *j, struct merge_batch *mb, size
             rc = js_fail(j, p->at, "merge %u: a part is not in the vocabulary", p->rank);
             break;
         }
-        buf_reset(&mb->cat);
-        if (buf_append(&mb->cat, pa, p->len[0]) < 0 || buf_append(&mb->cat, pb, p->len[1]) < 0)
-            return ERR_NOMEM;
+        /* both parts were mapped, so batch_add wrote them one after the
+         * other: the merged token's bytes are already there */
         /* BPE vocabularies are usually built merge by merge, so the result
          * is often the id after the previous one: try it first */
         int32_t id, g = mb->last + 1;
-        const char *c = mb->cat.p;
-        size_t cl = mb->cat.len;
+        const char *c = pa;
+        size_t cl = (size_t)p->len[0] + p->len[1];
         if (g > 0 && g < t->nids && (t->flags[g] & (TOKF_MODEL | TOKF_RAW)) == TOKF_MODEL &&
-            t->model[g].len == cl && !memcmp(t->bytes + t->model[g].off, c, cl))
+            t->model[g].len == cl && bytes_eq(t->bytes + t->model[g].off, c, cl))
             id = g;
         else
             id = tok__vocab_get(t, (const uint8_t *)c, cl);
@@ -724,17 +904,19 @@ static int batch_flush(struct tok *t, struct js *j, struct merge_batch *mb, size
                 js_fail(j, p->at, "merge %u: '%.*s' is not in the vocabulary", p->rank, (int)cl, c);
             break;
         }
-        if (mb->nlist == mb->caplist) {
-            size_t nc = mb->caplist ? mb->caplist * 2 : nvocab + 1024;
-            struct tok_merge *nl = realloc(mb->list, nc * sizeof *nl);
-            if (!nl)
-                return err_set(ERR_NOMEM, "out of memory");
-            mb->list = nl;
-            mb->caplist = nc;
-        }
-        mb->list[mb->nlist++] =
+        res[nres++] =
             (struct tok_merge){ (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib, p->rank, id };
         mb->last = id;
+    }
+    /* then the inserts, in file order, into a table of several MB: their
+     * slots are prefetched first */
+    for (int k = 0; k < nres; k++)
+        __builtin_prefetch(&t->mh[merge_slot(t, res[k].key)], 1);
+    for (int k = 0; k < nres && rc == 0; k++) {
+        size_t slots = (size_t)t->mmask + 1;
+        if ((mb->nused + 1) * 4 > slots * 3 && (rc = merges_grow(t)) < 0)
+            break;
+        mb->nused += (size_t)merge_put(t, res[k].key, res[k].rank, res[k].id);
     }
     mb->n = 0;
     buf_reset(&mb->bytes);
@@ -747,6 +929,13 @@ static int parse_merges(struct tok *t, struct js *j, size_t nvocab)
     if (!mb)
         return err_set(ERR_NOMEM, "out of memory");
     mb->last = -1;
+    /* the table is sized for as many merges as vocabulary entries (one per
+     * token beyond the bytes, in a vocabulary built by BPE) */
+    if (buf_reserve(&mb->bytes, 1u << 16) < 0 || merges_alloc(t, nvocab) < 0) {
+        buf_free(&mb->bytes);
+        free(mb);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
     struct buf s1 = { 0 }, s2 = { 0 };
     int rc = js_expect(j, '['), first = 1;
     uint32_t rank = 0;
@@ -757,30 +946,28 @@ static int parse_merges(struct tok *t, struct js *j, size_t nvocab)
         size_t na, nb;
         if (*j->p == '"') {
             /* "a b": the first space separates (byte-level text has no spaces) */
-            if ((rc = js_str(j, &s1)) < 0)
+            const char *ms;
+            size_t mn;
+            if ((rc = js_str_ref(j, &s1, &ms, &mn)) < 0)
                 break;
-            char *sp = memchr(s1.p, ' ', s1.len);
+            const char *sp = memchr(ms, ' ', mn);
             if (!sp) {
                 rc = js_fail(j, at, "merge without a space");
                 break;
             }
-            a = s1.p;
-            na = (size_t)(sp - s1.p);
+            a = ms;
+            na = (size_t)(sp - ms);
             b = sp + 1;
-            nb = s1.len - na - 1;
+            nb = mn - na - 1;
         } else {
             int f2 = 1;
             if ((rc = js_expect(j, '[')) < 0 || (rc = js_next_elem(j, &f2)) != 1 ||
-                (rc = js_str(j, &s1)) < 0 || (rc = js_next_elem(j, &f2)) != 1 ||
-                (rc = js_str(j, &s2)) < 0 || (rc = js_next_elem(j, &f2)) != 0) {
+                (rc = js_str_ref(j, &s1, &a, &na)) < 0 || (rc = js_next_elem(j, &f2)) != 1 ||
+                (rc = js_str_ref(j, &s2, &b, &nb)) < 0 || (rc = js_next_elem(j, &f2)) != 0) {
                 if (rc >= 0)
                     rc = js_fail(j, at, "a merge is a pair of strings");
                 break;
             }
-            a = s1.p;
-            na = s1.len;
-            b = s2.p;
-            nb = s2.len;
         }
         if (rank == UINT32_MAX - 1) {
             rc = js_fail(j, at, "too many merges");
@@ -788,23 +975,19 @@ static int parse_merges(struct tok *t, struct js *j, size_t nvocab)
         }
         if ((rc = batch_add(t, mb, at, rank++, a, na, b, nb)) < 0)
             break;
-        if (mb->n == MERGE_BATCH && (rc = batch_flush(t, j, mb, nvocab)) < 0)
+        if (mb->n == MERGE_BATCH && (rc = batch_flush(t, j, mb)) < 0)
             break;
     }
     /* merges before a syntax error are checked first, so the first error in
      * file order is the one reported */
     if (mb->n) {
-        int rc2 = batch_flush(t, j, mb, nvocab);
+        int rc2 = batch_flush(t, j, mb);
         if (rc2 < 0)
             rc = rc2;
     }
     buf_free(&s1);
     buf_free(&s2);
-    if (rc >= 0)
-        rc = insert_merges(t, mb->list, mb->nlist);
     buf_free(&mb->bytes);
-    buf_free(&mb->cat);
-    free(mb->list);
     free(mb);
     return rc < 0 ? rc : 0;
 }

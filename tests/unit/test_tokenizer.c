@@ -373,6 +373,51 @@ static void t_small_bpe(void)
     free(j);
 }
 
+/* More merges than vocabulary entries: the merge table, sized from the
+ * vocabulary, has to grow while the merges are read. The vocabulary has
+ * "a" x k (k = 2..40, id 300 + k) and every pair of them that makes one of
+ * those: 780 merges for 295 entries. Some parts are written with escapes,
+ * which the loader decodes instead of reading them in place. */
+static void t_many_merges(void)
+{
+    enum { N = 40 };
+    struct buf v = { 0 }, m = { 0 };
+    for (int k = 2; k <= N; k++) {
+        buf_printf(&v, "%s\"", k > 2 ? ", " : "");
+        for (int i = 0; i < k; i++)
+            buf_putc(&v, 'a');
+        buf_printf(&v, "\": %d", 300 + k);
+    }
+    int nm = 0;
+    for (int sum = 2; sum <= N; sum++)
+        for (int i = 1; i < sum; i++) {
+            buf_puts(&m, nm++ ? ", \"" : "\"");
+            for (int x = 0; x < i; x++)
+                buf_puts(&m, (x == 0 && sum % 3 == 0) ? "\\u0061" : "a");
+            buf_putc(&m, ' ');
+            for (int x = 0; x < sum - i; x++)
+                buf_putc(&m, 'a');
+            buf_putc(&m, '"');
+        }
+    CHECK(nm == N * (N - 1) / 2);
+    char *j = small_json(NULL, v.p, m.p, "", "", "null");
+    struct tok *t;
+    REQUIRE(tok_load(&t, j, strlen(j), "small") == 0);
+    char word[N + 1];
+    for (int k = 2; k <= N; k++) {
+        memset(word, 'a', (size_t)k);
+        word[k] = 0;
+        struct tok_ids ids = { 0 };
+        CHECKF(tok_encode(t, word, (size_t)k, 0, &ids) == 0 && ids.n == 1 && ids.v[0] == 300 + k,
+               "a x %d: %zu ids, first %d", k, ids.n, ids.n ? ids.v[0] : -1);
+        tok_ids_free(&ids);
+    }
+    tok_close(t);
+    free(j);
+    buf_free(&v);
+    buf_free(&m);
+}
+
 static void t_small_added(void)
 {
     char *j = small_json(
@@ -504,6 +549,7 @@ int main(void)
     TEST_RUN(t_lossy_and_stream);
     TEST_RUN(t_stream_random);
     TEST_RUN(t_small_bpe);
+    TEST_RUN(t_many_merges);
     TEST_RUN(t_small_added);
     TEST_RUN(t_errors);
     TEST_RUN(t_long_inputs);

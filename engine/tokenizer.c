@@ -1085,204 +1085,6 @@ static cJSON *parse_span(struct tok *t, const struct span *s, const char *what, 
     return c;
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-/* boolean member with a default; -1 when present but not a boolean */
-static int jbool(const cJSON *o, const char *k, int def)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!v)
-        return def;
-    if (cJSON_IsBool(v))
-        return cJSON_IsTrue(v);
-    return cJSON_IsNull(v) ? def : -1;
-}
-
-static int parse_normalizer(struct tok *t, const cJSON *n)
-{
-    if (!n || cJSON_IsNull(n))
-        return 0;
-    const char *type = jstr(n, "type");
-    if (!type)
-        return err_set(ERR_INVAL, "%s: normalizer: missing type", t->name);
-    if (!strcmp(type, "NFC")) {
-        t->nfc = 1;
-        return 0;
-    }
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(n, "normalizers"), *e;
-        if (!cJSON_IsArray(arr))
-            return err_set(ERR_INVAL, "%s: normalizer: Sequence without normalizers", t->name);
-        cJSON_ArrayForEach(e, arr)
-        {
-            int rc = parse_normalizer(t, e);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
-    return err_set(ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported (only NFC)", t->name,
-                   type);
-}
-
-/* White_Space, which Oniguruma's \s (what HF's regexes run on) matches;
- * PCRE2's UCP \s leaves out U+0085, so the pattern gets this class instead. */
-#define WS_CLASS                                                                                   \
-    "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"          \
-    "\\x{205f}\\x{3000}"
-
-/* Rewrites an Oniguruma pattern for PCRE2: \s, \S, \d, \w get Oniguruma's
- * Unicode meaning. Other syntax is common to both. */
-static int translate_regex(struct tok *t, const char *src, struct buf *out)
-{
-    int in_class = 0, rc = 0;
-    for (size_t i = 0; src[i] && rc == 0; i++) {
-        char c = src[i];
-        if (c == '\\' && src[i + 1]) {
-            char d = src[++i];
-            if (d == 's')
-                rc = buf_puts(out, in_class ? WS_CLASS : "[" WS_CLASS "]");
-            else if (d == 'S' && !in_class)
-                rc = buf_puts(out, "[^" WS_CLASS "]");
-            else if (d == 'd')
-                rc = buf_puts(out, in_class ? "\\p{Nd}" : "\\p{Nd}");
-            else if (d == 'w')
-                rc = buf_puts(out, in_class ? "\\p{L}\\p{M}\\p{Nd}\\p{Pc}"
-                                            : "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}]");
-            else if ((d == 'S' || d == 'D' || d == 'W') && in_class)
-                return err_set(ERR_UNSUPPORTED, "%s: regex: \\%c inside a class is not supported",
-                               t->name, d);
-            else if (d == 'D' || d == 'W')
-                rc = buf_puts(out, d == 'D' ? "\\P{Nd}" : "[^\\p{L}\\p{M}\\p{Nd}\\p{Pc}]");
-            else {
-                char e[2] = { '\\', d };
-                rc = buf_append(out, e, 2);
-            }
-            continue;
-        }
-        if (c == '[' && !in_class) {
-            in_class = 1;
-            rc = buf_putc(out, c);
-            if (src[i + 1] == '^')
-                rc = rc ? rc : buf_putc(out, src[++i]);
-            if (src[i + 1] == ']')
-                rc = rc ? rc : buf_putc(out, src[++i]);
-            continue;
-        }
-        if (c == '[' && in_class && src[i + 1] == ':') {
-            const char *end = strstr(src + i, ":]");
-            if (end) {
-                rc = buf_append(out, src + i, (size_t)(end + 2 - (src + i)));
-                i = (size_t)(end + 1 - src);
-                continue;
-            }
-        }
-        if (c == ']' && in_class)
-            in_class = 0;
-        rc = buf_putc(out, c);
-    }
-    return rc;
-}
-
-static int add_split(struct tok *t, const char *pattern, int literal)
-{
-    if (t->nsplit >= TOK_MAX_SPLITS)
-        return err_set(ERR_UNSUPPORTED, "%s: more than %d Split pre-tokenizers", t->name,
-                       TOK_MAX_SPLITS);
-    struct buf re = { 0 };
-    int rc = literal ? buf_puts(&re, pattern) : translate_regex(t, pattern, &re);
-    if (rc < 0 || (rc = buf_reserve(&re, 0)) < 0) {
-        buf_free(&re);
-        return rc;
-    }
-    int errcode;
-    PCRE2_SIZE erroff;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
-    pcre2_code *code = pcre2_compile((PCRE2_SPTR)re.p, re.len, opts, &errcode, &erroff, NULL);
-    buf_free(&re);
-    if (!code) {
-        PCRE2_UCHAR msg[160];
-        pcre2_get_error_message(errcode, msg, sizeof msg);
-        return err_set(ERR_INVAL, "%s: pre_tokenizer regex: %s (at offset %zu)", t->name,
-                       (const char *)msg, (size_t)erroff);
-    }
-    /* JIT is an optimisation: the interpreter gives the same matches */
-    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-    t->split[t->nsplit++] = code;
-    return 0;
-}
-
-/* GPT-2's pattern, which ByteLevel applies itself when use_regex is true */
-static const char gpt2_regex[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-static int parse_pretok(struct tok *t, const cJSON *p, int *have_bytelevel)
-{
-    const char *type = p ? jstr(p, "type") : NULL;
-    if (!type)
-        return err_set(ERR_INVAL, "%s: pre_tokenizer: missing type", t->name);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"), *e;
-        if (!cJSON_IsArray(arr))
-            return err_set(ERR_INVAL, "%s: pre_tokenizer: Sequence without pretokenizers", t->name);
-        cJSON_ArrayForEach(e, arr)
-        {
-            int rc = parse_pretok(t, e, have_bytelevel);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
-    if (!strcmp(type, "Split")) {
-        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
-        const char *behavior = jstr(p, "behavior");
-        if (*have_bytelevel)
-            return err_set(ERR_UNSUPPORTED, "%s: pre_tokenizer: Split after ByteLevel", t->name);
-        if (!behavior || strcmp(behavior, "Isolated"))
-            return err_set(ERR_UNSUPPORTED,
-                           "%s: pre_tokenizer: Split behavior '%s' is not supported (only "
-                           "Isolated)",
-                           t->name, behavior ? behavior : "(missing)");
-        if (jbool(p, "invert", 0) != 0)
-            return err_set(ERR_UNSUPPORTED, "%s: pre_tokenizer: inverted Split", t->name);
-        const char *re = pat ? jstr(pat, "Regex") : NULL, *lit = pat ? jstr(pat, "String") : NULL;
-        if (!re && !lit)
-            return err_set(ERR_INVAL, "%s: pre_tokenizer: Split without a pattern", t->name);
-        return add_split(t, re ? re : lit, !re);
-    }
-    if (!strcmp(type, "ByteLevel")) {
-        if (jbool(p, "add_prefix_space", 1) != 0)
-            return err_set(ERR_UNSUPPORTED, "%s: pre_tokenizer: ByteLevel add_prefix_space",
-                           t->name);
-        int use_regex = jbool(p, "use_regex", 1);
-        if (use_regex < 0)
-            return err_set(ERR_INVAL, "%s: pre_tokenizer: use_regex is not a boolean", t->name);
-        if (*have_bytelevel)
-            return err_set(ERR_UNSUPPORTED, "%s: pre_tokenizer: two ByteLevel steps", t->name);
-        *have_bytelevel = 1;
-        return use_regex ? add_split(t, gpt2_regex, 0) : 0;
-    }
-    return err_set(ERR_UNSUPPORTED, "%s: pre_tokenizer '%s' is not supported", t->name, type);
-}
-
-static int parse_decoder(struct tok *t, const cJSON *d)
-{
-    const char *type = d ? jstr(d, "type") : NULL;
-    if (type && !strcmp(type, "ByteLevel"))
-        return 0;
-    return err_set(ERR_UNSUPPORTED, "%s: decoder '%s' is not supported (only ByteLevel)", t->name,
-                   type ? type : "null");
-}
-
-/* The id HF gives an added token. HF does not take the file's id: its
- * AddedVocabulary reuses the id of an earlier added token or of a model
- * token with the same text, else takes the next free one (the vocabulary
- * size for the first). For files HF wrote these agree with "id". Returns
- * -1 for a repeated content (HF keeps the first). */
 static int32_t hf_added_id(struct tok *t, const struct tok_added *a, int k, size_t nvocab)
 {
     for (int i = 0; i < k; i++)
@@ -1322,15 +1124,16 @@ static int parse_added(struct tok *t, const cJSON *arr, size_t nvocab)
     {
         struct tok_added *a = &t->added[k];
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-        const char *content = jstr(e, "content");
+        const char *content = tok__jstr(e, "content");
         if (!cJSON_IsNumber(id) || !content || id->valuedouble < 0 ||
             id->valuedouble >= TOK_MAX_ID || id->valuedouble != (double)(int32_t)id->valuedouble)
             return err_set(ERR_INVAL,
                            "%s: added_tokens[%d]: needs an integer id in [0, %d) and a "
                            "content string",
                            t->name, k, TOK_MAX_ID);
-        int sw = jbool(e, "single_word", 0), ls = jbool(e, "lstrip", 0), rs = jbool(e, "rstrip", 0),
-            no = jbool(e, "normalized", 1), sp = jbool(e, "special", 0);
+        int sw = tok__jbool(e, "single_word", 0), ls = tok__jbool(e, "lstrip", 0),
+            rs = tok__jbool(e, "rstrip", 0), no = tok__jbool(e, "normalized", 1),
+            sp = tok__jbool(e, "special", 0);
         if (sw < 0 || ls < 0 || rs < 0 || no < 0 || sp < 0)
             return err_set(ERR_INVAL, "%s: added_tokens[%d]: a flag is not a boolean", t->name, k);
         a->id = (int32_t)id->valuedouble;
@@ -1547,20 +1350,20 @@ int tok_load(struct tok **out, const char *json, size_t n, const char *name)
         (s_pre.p && !(c_pre = parse_span(t, &s_pre, "pre_tokenizer", &rc))) ||
         (s_dec.p && !(c_dec = parse_span(t, &s_dec, "decoder", &rc))))
         goto fail;
-    if ((rc = parse_normalizer(t, c_norm)) < 0)
+    if ((rc = tok__parse_normalizer(t, c_norm)) < 0)
         goto fail;
     int have_bl = 0;
     if (!c_pre || cJSON_IsNull(c_pre)) {
         rc = err_set(ERR_UNSUPPORTED, "%s: no pre_tokenizer (a ByteLevel one is needed)", t->name);
         goto fail;
     }
-    if ((rc = parse_pretok(t, c_pre, &have_bl)) < 0)
+    if ((rc = tok__parse_pretok(t, c_pre, &have_bl)) < 0)
         goto fail;
     if (!have_bl) {
         rc = err_set(ERR_UNSUPPORTED, "%s: the pre_tokenizer has no ByteLevel step", t->name);
         goto fail;
     }
-    if ((rc = tok__init_encoder(t)) < 0 || (rc = parse_decoder(t, c_dec)) < 0 ||
+    if ((rc = tok__init_encoder(t)) < 0 || (rc = tok__parse_decoder(t, c_dec)) < 0 ||
         (rc = parse_added(t, c_added, ms.nv)) < 0)
         goto fail;
 

@@ -125,4 +125,13 @@ int tok__nfc(const struct tok *t, const char *s, size_t n, struct buf *out);
 /* Model id of a byte string (TOKF_RAW excluded); -1 when absent. */
 int32_t tok__vocab_get(const struct tok *t, const uint8_t *s, size_t n);
 
+/* tokenizer_cfg.c: the normalizer, pre-tokenizer and decoder sections (cJSON). */
+struct cJSON;
+const char *tok__jstr(const struct cJSON *o, const char *k);
+/* A boolean member with a default; -1 when present but not a boolean. */
+int tok__jbool(const struct cJSON *o, const char *k, int def);
+int tok__parse_normalizer(struct tok *t, const struct cJSON *n);
+int tok__parse_pretok(struct tok *t, const struct cJSON *p, int *have_bytelevel);
+int tok__parse_decoder(struct tok *t, const struct cJSON *d);
+
 #endif

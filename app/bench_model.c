@@ -86,16 +86,10 @@ int bench_model_run(struct app *a, int argc, char **argv)
     engine_args_init(&ea, a);
     struct cli c;
     cli_init(&c, argc, argv);
+    c.usage = "usage: lode bench [--model DIR | --synthetic tiny|small] [--prompt N] [--gen N]\n";
     for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
-        if (o == CLI_ERR)
-            return EXIT_USAGE;
-        if (o == CLI_HELP) {
-            fputs("usage: lode bench [--model DIR | --synthetic tiny|small] [--prompt N] "
-                  "[--gen N]\n\noptions:\n",
-                  stdout);
-            cli_print_opts(stdout, opts);
-            return EXIT_OK;
-        }
+        if (o == CLI_EXIT)
+            return c.exit;
         if (o == CLI_POS)
             return cli_usage_error("bench", "unexpected argument '%s'", c.arg);
         const char *name = opts[o].name;
@@ -200,14 +194,10 @@ int bench_kernels_run(struct app *a, int argc, char **argv)
     int threads = (int)cfg_int(&a->cfg, CFG_THREADS);
     struct cli c;
     cli_init(&c, argc, argv);
+    c.usage = "usage: lode bench kernels [--only LIST] [--threads N]\n";
     for (int o; (o = cli_next(&c, kopts)) != CLI_END;) {
-        if (o == CLI_ERR)
-            return EXIT_USAGE;
-        if (o == CLI_HELP) {
-            fputs("usage: lode bench kernels [--only LIST] [--threads N]\n\noptions:\n", stdout);
-            cli_print_opts(stdout, kopts);
-            return EXIT_OK;
-        }
+        if (o == CLI_EXIT)
+            return c.exit;
         if (o == CLI_POS)
             return cli_usage_error("bench", "unexpected argument '%s'", c.arg);
         if (o == 0)

@@ -29,8 +29,18 @@ int cli_next(struct cli *c, const struct cli_opt *opts)
         c->no_more = 1;
         return cli_next(c, opts);
     }
-    if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-        return CLI_HELP;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (c->usage) {
+            fputs(c->usage, stdout);
+            fputs("\noptions:\n", stdout);
+            cli_print_opts(stdout, opts);
+        } else if (app_print_usage(c->cmd, stdout) < 0) {
+            printf("usage: lode %s [OPTIONS]\n\noptions:\n", c->cmd);
+            cli_print_opts(stdout, opts);
+        }
+        c->exit = EXIT_OK;
+        return CLI_EXIT;
+    }
     int idx = -1;
     const char *inline_val = NULL;
     if (a[1] == '-') {
@@ -53,12 +63,14 @@ int cli_next(struct cli *c, const struct cli_opt *opts)
     }
     if (idx < 0) {
         fprintf(stderr, "lode %s: unknown option '%s' (see lode help %s)\n", c->cmd, a, c->cmd);
-        return CLI_ERR;
+        c->exit = EXIT_USAGE;
+        return CLI_EXIT;
     }
     if (!opts[idx].has_arg) {
         if (inline_val) {
             fprintf(stderr, "lode %s: option '--%s' takes no value\n", c->cmd, opts[idx].name);
-            return CLI_ERR;
+            c->exit = EXIT_USAGE;
+            return CLI_EXIT;
         }
         c->arg = NULL;
         return idx;
@@ -70,7 +82,8 @@ int cli_next(struct cli *c, const struct cli_opt *opts)
     if (c->i >= c->argc) {
         fprintf(stderr, "lode %s: option '%s' needs a value (%s)\n", c->cmd, a,
                 opts[idx].arg_name ? opts[idx].arg_name : "VALUE");
-        return CLI_ERR;
+        c->exit = EXIT_USAGE;
+        return CLI_EXIT;
     }
     c->arg = c->argv[c->i++];
     return idx;

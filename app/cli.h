@@ -6,7 +6,9 @@
  * argv[0] is the command's name; it returns an exit code. Register it in the
  * table in app/main.c (one line) and give it a usage text.
  *
- * Option parsing, getopt_long-like but with one-line errors that exit 2:
+ * Option parsing, getopt_long-like but with one-line errors that exit 2, and
+ * -h/--help answered here (the command's usage from the table in main.c, or
+ * c.usage followed by the options table for sub-commands):
  *
  *     static const struct cli_opt opts[] = {
  *         {"tokenizer", 't', 1, "FILE", "tokenizer.json to load"},
@@ -16,7 +18,7 @@
  *     struct cli c;
  *     cli_init(&c, argc, argv);
  *     for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
- *         if (o == CLI_ERR) return EXIT_USAGE;            // message already printed
+ *         if (o == CLI_EXIT) return c.exit;          // help shown, or a usage error printed
  *         if (o == CLI_POS) { positional: c.arg; continue; }
  *         switch (o) { case 0: path = c.arg; break; case 1: decode = 1; break; }
  *     }
@@ -48,20 +50,23 @@ struct cli_opt {
     const char *help;
 };
 
-enum { CLI_END = -1, CLI_POS = -2, CLI_ERR = -3, CLI_HELP = -4 };
+enum { CLI_END = -1, CLI_POS = -2, CLI_EXIT = -3 };
 
 struct cli {
     int argc;
     char **argv;
-    int i;           /* next argv index */
-    int no_more;     /* after "--": everything is positional */
-    const char *arg; /* value of the last option or positional */
-    const char *cmd; /* argv[0], for messages */
+    int i;             /* next argv index */
+    int no_more;       /* after "--": everything is positional */
+    const char *arg;   /* value of the last option or positional */
+    const char *cmd;   /* argv[0], for messages and help */
+    const char *usage; /* optional: help text for a sub-command that is not in the table */
+    int exit;          /* with CLI_EXIT: EXIT_OK after help, EXIT_USAGE after an error */
 };
 
 void cli_init(struct cli *c, int argc, char **argv);
-/* Index of the matched option, CLI_POS (c->arg holds it), CLI_END, CLI_HELP
- * for -h/--help, or CLI_ERR after printing "lode CMD: ..." on stderr. */
+/* Index of the matched option, CLI_POS (c->arg holds it), CLI_END, or
+ * CLI_EXIT with c->exit set: EXIT_OK after printing the help for -h/--help,
+ * EXIT_USAGE after printing "lode CMD: ..." on stderr. */
 int cli_next(struct cli *c, const struct cli_opt *opts);
 
 /* Prints the options table (for usage texts). */

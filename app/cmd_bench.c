@@ -90,15 +90,11 @@ static int bench_tokenizer(struct app *a, int argc, char **argv)
     int repeat = 3, ref = 1;
     struct cli c;
     cli_init(&c, argc, argv);
+    c.usage =
+        "usage: lode bench tokenizer [--tokenizer FILE] [--corpus FILE] [--repeat N] [--no-ref]\n";
     for (int o; (o = cli_next(&c, tok_opts)) != CLI_END;) {
-        if (o == CLI_ERR)
-            return EXIT_USAGE;
-        if (o == CLI_HELP) {
-            printf("usage: lode bench tokenizer [--tokenizer FILE] [--corpus FILE] [--repeat N] "
-                   "[--no-ref]\n\noptions:\n");
-            cli_print_opts(stdout, tok_opts);
-            return EXIT_OK;
-        }
+        if (o == CLI_EXIT)
+            return c.exit;
         if (o == CLI_POS)
             return cli_usage_error("bench", "unexpected argument '%s'", c.arg);
         switch (o) {

@@ -42,10 +42,8 @@ static int run(struct app *a, int argc, char **argv)
     uint64_t v;
     cli_init(&c, argc, argv);
     for (int opt; (opt = cli_next(&c, opts)) != CLI_END;) {
-        if (opt == CLI_ERR)
-            return EXIT_USAGE;
-        if (opt == CLI_HELP)
-            return app_print_usage("mkmodel", stdout), EXIT_OK;
+        if (opt == CLI_EXIT)
+            return c.exit;
         if (opt == CLI_POS)
             return cli_usage_error("mkmodel", "unexpected argument '%s'", c.arg);
         switch (opt) {

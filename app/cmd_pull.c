@@ -100,10 +100,8 @@ static int run(struct app *a, int argc, char **argv)
     struct cli c;
     cli_init(&c, argc, argv);
     for (int opt; (opt = cli_next(&c, opts)) != CLI_END;) {
-        if (opt == CLI_ERR)
-            return EXIT_USAGE;
-        if (opt == CLI_HELP)
-            return app_print_usage("pull", stdout), EXIT_OK;
+        if (opt == CLI_EXIT)
+            return c.exit;
         if (opt == CLI_POS) {
             if (repo)
                 return cli_usage_error("pull", "unexpected argument '%s'", c.arg);

@@ -592,10 +592,8 @@ static int run(struct app *a, int argc, char **argv)
     cli_init(&c, argc, argv);
     for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
         unsigned long long n = 0;
-        if (o == CLI_ERR)
-            return EXIT_USAGE;
-        if (o == CLI_HELP)
-            return app_print_usage("sandbox", stdout), EXIT_OK;
+        if (o == CLI_EXIT)
+            return c.exit;
         if (o == CLI_POS) {
             if (!action) {
                 action = c.arg;

@@ -43,10 +43,8 @@ static int run(struct app *a, int argc, char **argv)
     struct cli c;
     cli_init(&c, argc, argv);
     for (int op; (op = cli_next(&c, opts)) != CLI_END;) {
-        if (op == CLI_ERR)
-            return EXIT_USAGE;
-        if (op == CLI_HELP)
-            return app_print_usage("template", stdout), EXIT_OK;
+        if (op == CLI_EXIT)
+            return c.exit;
         if (op == CLI_POS)
             return cli_usage_error("template", "unexpected argument '%s'", c.arg);
         switch (op) {

@@ -73,10 +73,8 @@ static int run(struct app *a, int argc, char **argv)
     struct cli c;
     cli_init(&c, argc, argv);
     for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
-        if (o == CLI_ERR)
-            return EXIT_USAGE;
-        if (o == CLI_HELP)
-            return app_print_usage("tokenize", stdout), EXIT_OK;
+        if (o == CLI_EXIT)
+            return c.exit;
         if (o == CLI_POS)
             return cli_usage_error("tokenize", "unexpected argument '%s'", c.arg);
         switch (o) {

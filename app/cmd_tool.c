@@ -30,10 +30,8 @@ static int tool_main(struct app *a, int argc, char **argv)
     struct cli c;
     cli_init(&c, argc, argv);
     for (int o; (o = cli_next(&c, opts)) != CLI_END;) {
-        if (o == CLI_ERR)
-            return EXIT_USAGE;
-        if (o == CLI_HELP)
-            return app_print_usage("tool", stdout), EXIT_OK;
+        if (o == CLI_EXIT)
+            return c.exit;
         if (o == CLI_POS) {
             if (name)
                 return cli_usage_error("tool", "unexpected argument '%s'", c.arg);

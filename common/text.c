@@ -113,6 +113,17 @@ void text_line_col(const char *text, size_t off, int *line, int *col)
     *col = c;
 }
 
+int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 uint64_t time_ns(void)
 {
     struct timespec ts;

@@ -27,6 +27,9 @@ size_t utf8_complete_prefix(const char *s, size_t n);
 /* 1-based line and column (in bytes) of byte offset off within text. */
 void text_line_col(const char *text, size_t off, int *line, int *col);
 
+/* Value of a hexadecimal digit (0-9, a-f, A-F), or -1. */
+int hex_digit(int c);
+
 /* Monotonic time in nanoseconds and seconds. */
 uint64_t time_ns(void);
 double time_s(void);

@@ -146,17 +146,6 @@ static int emit_text(struct lx *l, size_t st, size_t en, char kind, char sign, i
     return push(l, JT_TEXT, st, t, len, NULL);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Python's `s.encode("ascii", "backslashreplace").decode("unicode-escape")`,
  * what Jinja2 does to the inside of a string literal. */
 static int unescape(struct lx *l, size_t off, const char *s, size_t n, struct jtok *tok)
@@ -203,7 +192,7 @@ static int unescape(struct lx *l, size_t off, const char *s, size_t n, struct jt
         } else if (e == 'x' || e == 'u' || e == 'U') {
             int nd = e == 'x' ? 2 : e == 'u' ? 4 : 8;
             for (int k = 0; k < nd; k++, i++) {
-                int h = i < n ? hexval(s[i]) : -1;
+                int h = i < n ? hex_digit((unsigned char)s[i]) : -1;
                 if (h < 0) {
                     rc = lx_err(l, off, "truncated \\%c escape in string", e);
                     break;

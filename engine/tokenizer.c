@@ -198,24 +198,13 @@ static int js_expect(struct js *j, char c)
     return 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int js_hex4(struct js *j, uint32_t *v)
 {
     if (j->e - j->p < 4)
         return js_fail(j, j->p, "truncated \\u escape");
     uint32_t x = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)j->p[i]);
+        int h = hex_digit((unsigned char)j->p[i]);
         if (h < 0)
             return js_fail(j, j->p, "bad \\u escape");
         x = x << 4 | (uint32_t)h;

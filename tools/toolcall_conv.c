@@ -244,14 +244,6 @@ static void py_ws(struct py *q)
 
 static cJSON *py_value(struct py *q);
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 static int put_cp(struct buf *b, uint32_t cp)
 {
     char u[4];
@@ -322,7 +314,7 @@ static int py_string1(struct py *q, int raw, struct buf *b)
             if (q->i + (size_t)nd > q->n)
                 return -1;
             for (int k = 0; k < nd; k++) {
-                int h = hexval(q->s[q->i + (size_t)k]);
+                int h = hex_digit((unsigned char)q->s[q->i + (size_t)k]);
                 if (h < 0)
                     return -1;
                 cp = cp * 16 + (uint32_t)h;
@@ -417,7 +409,7 @@ static cJSON *py_number(struct py *q)
             char c = q->s[q->i];
             if (c == '_')
                 continue;
-            int h = hexval(c);
+            int h = hex_digit((unsigned char)c);
             if (h < 0 || h >= base)
                 break;
             if (v > (UINT64_MAX - (uint64_t)h) / (uint64_t)base)

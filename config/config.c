@@ -21,26 +21,54 @@ struct cfg_key {
     const char *choices; /* CFG_ENUM: "a|b|c" */
     long min, max;       /* CFG_INT */
     const char *help;
+    int flags; /* CFGK_* */
 };
 
-static const struct cfg_key keys[CFG_NKEYS] = {
-    [CFG_MODEL] = { "model", CFG_STR, "", 0, 0, 0, "checkpoint directory" },
-    [CFG_BACKEND] = { "backend", CFG_STR, "auto", 0, 0, 0,
-                      "auto, cpu, cuda, script:FILE or openai:URL" },
-    [CFG_THREADS] = { "threads", CFG_INT, "0", 0, 0, 1024, "CPU threads (0 = all cores)" },
-    [CFG_THINKING] = { "thinking", CFG_BOOL, "true", 0, 0, 0, "start with thinking on" },
-    [CFG_APPROVAL] = { "approval", CFG_ENUM, "default", "plan|default|auto-edit|yolo", 0, 0,
-                       "tool approval mode" },
-    [CFG_CONTEXT] = { "context", CFG_INT, "262144", 0, 512, 1048576, "maximum context tokens" },
-    [CFG_KV_CACHE] = { "kv_cache", CFG_ENUM, "fp8", "fp8|bf16|f32", 0, 0, "KV-cache precision" },
-    [CFG_SANDBOX_NETWORK] = { "sandbox.network", CFG_BOOL, "false", 0, 0, 0,
-                              "allow network access in run_shell and web_fetch" },
-    [CFG_UI_MOUSE] = { "ui.mouse", CFG_BOOL, "true", 0, 0, 0, "mouse-wheel scrolling" },
-    [CFG_UI_COLOR] = { "ui.color", CFG_ENUM, "auto", "auto|always|never", 0, 0, "colours" },
-    [CFG_LOG_LEVEL] = { "log.level", CFG_ENUM, "warn", "error|warn|info|debug", 0, 0,
-                        "diagnostic log level" },
-    [CFG_LOG_FILE] = { "log.file", CFG_STR, "", 0, 0, 0, "diagnostic log file" },
-};
+/* Not settable from the project file (it could widen what tools may do). */
+#define CFGK_NO_PROJECT 1
+/* A list the project file adds to instead of replacing (it only narrows). */
+#define CFGK_PROJECT_ADDS 2
+
+#define CFG_LIST_MAX 1000 /* items in one list */
+
+static const struct cfg_key
+    keys[CFG_NKEYS] = {
+        [CFG_MODEL] = { "model", CFG_STR, "", 0, 0, 0, "checkpoint directory" },
+        [CFG_BACKEND] = { "backend", CFG_STR, "auto",
+                          0, 0, 0, "auto, cpu, cuda, script:FILE or openai:URL", CFGK_NO_PROJECT /* a cloned repository must not send the session elsewhere */ },
+        [CFG_THREADS] = { "threads", CFG_INT, "0", 0, 0, 1024, "CPU threads (0 = all cores)" },
+        [CFG_THINKING] = { "thinking", CFG_BOOL, "true", 0, 0, 0, "start with thinking on" },
+        [CFG_APPROVAL] = { "approval", CFG_ENUM, "default", "plan|default|auto-edit|yolo", 0, 0,
+                           "tool approval mode", CFGK_NO_PROJECT },
+        [CFG_CONTEXT] = { "context", CFG_INT, "262144", 0, 512, 1048576, "maximum context tokens" },
+        [CFG_KV_CACHE] = { "kv_cache", CFG_ENUM, "fp8", "fp8|bf16|f32", 0, 0,
+                           "KV-cache precision" },
+        [CFG_SANDBOX_NETWORK] = { "sandbox.network", CFG_BOOL, "false", 0, 0, 0,
+                                  "allow network access in run_shell and web_fetch",
+                                  CFGK_NO_PROJECT },
+        [CFG_UI_MOUSE] = { "ui.mouse", CFG_BOOL, "true", 0, 0, 0, "mouse-wheel scrolling" },
+        [CFG_UI_COLOR] = { "ui.color", CFG_ENUM, "auto", "auto|always|never", 0, 0, "colours" },
+        [CFG_LOG_LEVEL] = { "log.level", CFG_ENUM, "warn", "error|warn|info|debug", 0, 0,
+                            "diagnostic log level" },
+        [CFG_LOG_FILE] = { "log.file", CFG_STR, "", 0, 0, 0, "diagnostic log file",
+                           CFGK_NO_PROJECT /* lode would append to any file it names */ },
+        [CFG_TOOLS_ALLOW] = { "tools.allow", CFG_LIST, "[]", 0, 0, 0,
+                              "tool patterns run without asking: TOOL or TOOL(GLOB)",
+                              CFGK_NO_PROJECT },
+        [CFG_TOOLS_DENY] = { "tools.deny", CFG_LIST, "[]", 0, 0, 0,
+                             "tool patterns always denied: TOOL or TOOL(GLOB)", CFGK_PROJECT_ADDS },
+        [CFG_SANDBOX_TIMEOUT] = { "sandbox.timeout", CFG_INT, "120", 0, 1, 86400,
+                                  "run_shell default timeout (seconds)", CFGK_NO_PROJECT },
+        [CFG_SANDBOX_MAX_TIMEOUT] = { "sandbox.max_timeout", CFG_INT, "600", 0, 1, 86400,
+                                      "largest run_shell timeout the model may ask for (seconds)",
+                                      CFGK_NO_PROJECT },
+        [CFG_SANDBOX_READ_ONLY] = { "sandbox.read_only", CFG_LIST, "[]", 0, 0, 0,
+                                    "extra paths tools and the shell may read but not write",
+                                    CFGK_NO_PROJECT },
+        [CFG_SANDBOX_HIDDEN] = { "sandbox.hidden", CFG_LIST, "[]", 0, 0, 0,
+                                 "paths hidden from tools and the shell (e.g. ~/.ssh)",
+                                 CFGK_NO_PROJECT },
+    };
 
 static int key_find(const char *name)
 {
@@ -79,6 +107,82 @@ static int parse_bool(const char *s, long *out)
             return *out = 0, 0;
     }
     return -1;
+}
+
+/* Adds the trimmed item s[0..n) to the array a (empty items are skipped). */
+static int list_add_item(cJSON *a, const char *s, size_t n)
+{
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (!n)
+        return 0;
+    char *item = strndup(s, n);
+    cJSON *str = item ? cJSON_CreateString(item) : NULL;
+    free(item);
+    if (!str || !cJSON_AddItemToArray(a, str)) {
+        cJSON_Delete(str);
+        return ERR_NOMEM;
+    }
+    return 0;
+}
+
+/* The list value of text s for key k as compact JSON array text (*canon,
+ * malloc'ed) and its length (*count). s is a JSON array of strings, or
+ * comma-separated items where a comma inside parentheses stays in its item
+ * ("run_shell(make a,b)"). */
+static int list_canon(const struct cfg_key *k, const char *s, char **canon, long *count)
+{
+    const char *p = s;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    cJSON *a = NULL;
+    if (*p == '[') {
+        a = cJSON_Parse(p);
+        if (!a || !cJSON_IsArray(a)) {
+            cJSON_Delete(a);
+            return err_set(ERR_INVAL, "%s: expected a JSON array of strings, got '%s'", k->name, s);
+        }
+        for (const cJSON *it = a->child; it; it = it->next)
+            if (!cJSON_IsString(it)) {
+                cJSON_Delete(a);
+                return err_set(ERR_INVAL, "%s: every item must be a string", k->name);
+            }
+    } else {
+        if (!(a = cJSON_CreateArray()))
+            return err_set(ERR_NOMEM, "out of memory");
+        int depth = 0, rc = 0;
+        const char *start = p;
+        for (const char *q = p;; q++) {
+            if (*q == '(')
+                depth++;
+            else if (*q == ')' && depth > 0)
+                depth--;
+            else if ((*q == ',' && depth == 0) || !*q) {
+                if ((rc = list_add_item(a, start, (size_t)(q - start))) < 0)
+                    break;
+                start = q + 1;
+            }
+            if (!*q)
+                break;
+        }
+        if (rc < 0) {
+            cJSON_Delete(a);
+            return err_set(ERR_NOMEM, "out of memory");
+        }
+    }
+    int n = cJSON_GetArraySize(a);
+    if (n > CFG_LIST_MAX) {
+        cJSON_Delete(a);
+        return err_set(ERR_INVAL, "%s: more than %d items", k->name, CFG_LIST_MAX);
+    }
+    *canon = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    if (!*canon)
+        return err_set(ERR_NOMEM, "out of memory");
+    *count = n;
+    return 0;
 }
 
 /* Validates text for key k; on success fills *i. Message names only the
@@ -120,14 +224,24 @@ static int check_value(const struct cfg_key *k, const char *s, long *i)
         return 0;
     }
     case CFG_STR: return 0;
+    case CFG_LIST: {
+        char *canon = NULL;
+        int rc = list_canon(k, s, &canon, i);
+        free(canon);
+        return rc;
+    }
     }
     return err_set(ERR_INTERNAL, "bad key type");
 }
 
 static int store(struct cfg *c, int id, const char *s, long i, enum cfg_src src, const char *origin)
 {
-    char *dup = strdup(s);
-    if (!dup)
+    char *dup = NULL;
+    if (keys[id].type == CFG_LIST) {
+        int rc = list_canon(&keys[id], s, &dup, &i);
+        if (rc < 0)
+            return rc;
+    } else if (!(dup = strdup(s)))
         return err_set(ERR_NOMEM, "out of memory");
     free(c->v[id].s);
     c->v[id].s = dup;
@@ -163,6 +277,39 @@ int cfg_set_arg(struct cfg *c, const char *kv, const char *origin)
 }
 
 /* ---- JSON files */
+
+/* The project's items appended to the list already set (user, default), so
+ * the project can add deny rules but never drop the user's. */
+static int list_append(struct cfg *c, int id, const char *items, const char *path)
+{
+    cJSON *have = cJSON_Parse(cfg_str(c, (enum cfg_id)id));
+    cJSON *add = cJSON_Parse(items);
+    int rc = 0;
+    if (!cJSON_IsArray(have) || !cJSON_IsArray(add))
+        rc = err_set(ERR_INTERNAL, "%s: stored list is not an array", keys[id].name);
+    while (rc == 0 && add->child) {
+        cJSON *it = cJSON_DetachItemViaPointer(add, add->child);
+        if (!cJSON_AddItemToArray(have, it)) {
+            cJSON_Delete(it);
+            rc = err_set(ERR_NOMEM, "out of memory");
+        }
+    }
+    char *text = rc == 0 ? cJSON_PrintUnformatted(have) : NULL;
+    if (rc == 0 && !text)
+        rc = err_set(ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        char origin[sizeof c->v[id].origin];
+        if (c->v[id].src == CFG_SRC_DEFAULT)
+            snprintf(origin, sizeof origin, "%s", path);
+        else
+            snprintf(origin, sizeof origin, "%s + %s", c->v[id].origin, path);
+        rc = store(c, id, text, 0, CFG_SRC_PROJECT, origin);
+    }
+    free(text);
+    cJSON_Delete(have);
+    cJSON_Delete(add);
+    return rc;
+}
 
 /* Byte offset of the member `"name"` (as a key, followed by ':') at or after
  * `from` in the raw text; used only to point error messages at a line. */
@@ -215,8 +362,15 @@ static int load_object(struct cfg *c, const cJSON *obj, const char *prefix, cons
             s = tmp;
         } else if ((k->type == CFG_STR || k->type == CFG_ENUM) && cJSON_IsString(m))
             s = m->valuestring;
+        char *list = NULL; /* CFG_LIST: the array as JSON text */
+        if (k->type == CFG_LIST && cJSON_IsArray(m)) {
+            if (!(list = cJSON_PrintUnformatted(m)))
+                return err_set(ERR_NOMEM, "out of memory");
+            s = list;
+        }
         if (!s) {
-            static const char *want[] = { "true or false", "an integer", "a string", "a string" };
+            static const char *want[] = { "true or false", "an integer", "a string", "a string",
+                                          "an array of strings" };
             const char *got = cJSON_IsString(m)   ? "a string"
                               : cJSON_IsNumber(m) ? "a number"
                               : cJSON_IsBool(m)   ? "a boolean"
@@ -227,10 +381,18 @@ static int load_object(struct cfg *c, const cJSON *obj, const char *prefix, cons
         }
         long iv;
         int rc = check_value(k, s, &iv);
+        if (rc == 0 && src == CFG_SRC_PROJECT && (k->flags & CFGK_NO_PROJECT))
+            rc = err_set(ERR_INVAL,
+                         "%s: not allowed in the project file (it could widen what tools may "
+                         "do); set it in the user configuration, LODE_* or -c",
+                         key);
+        if (rc == 0 && src == CFG_SRC_PROJECT && (k->flags & CFGK_PROJECT_ADDS))
+            rc = list_append(c, id, s, path);
+        else if (rc == 0)
+            rc = store(c, id, s, iv, src, path);
+        free(list);
         if (rc < 0)
-            return err_prefix(rc, "%s:%d", path, line);
-        if ((rc = store(c, id, s, iv, src, path)) < 0)
-            return rc;
+            return rc == ERR_NOMEM ? rc : err_prefix(rc, "%s:%d", path, line);
     }
     return 0;
 }
@@ -350,6 +512,8 @@ int cfg_dump(const struct cfg *c, struct buf *out, int json)
             rc |= buf_printf(out, "%ld", v->i);
         else if (keys[id].type == CFG_BOOL)
             rc |= buf_puts(out, v->i ? "true" : "false");
+        else if (keys[id].type == CFG_LIST)
+            rc |= buf_puts(out, s[0] ? s : "[]"); /* already compact JSON */
         else
             rc |= buf_json_str(out, s, strlen(s));
         rc |= buf_puts(out, ", \"origin\": ");

@@ -9,6 +9,17 @@
  * false}} sets ui.mouse). An unknown key, a wrong type or an out-of-range
  * value is an error naming the file, the line and the key (ERR_INVAL).
  *
+ * Lists (CFG_LIST) are JSON arrays of strings in files; from the environment
+ * and -c either a JSON array or comma-separated items ("a,b"; a comma inside
+ * parentheses stays in its item: "run_shell(make a,b)"). cfg_str gives the
+ * list as compact JSON array text, cfg_int its length.
+ *
+ * The project file lies inside the workspace, which anyone who hands us a
+ * repository controls, so it may only narrow: the keys marked project-denied
+ * below (approval, sandbox.*, tools.allow) are an error there, naming the file
+ * and the key, and its tools.deny is added to the user's instead of
+ * replacing it.
+ *
  * Adding a key: append to enum cfg_id and to the table in config.c.
  */
 #ifndef LODE_CONFIG_H
@@ -19,28 +30,34 @@
 #include <limits.h>
 
 enum cfg_id {
-    CFG_MODEL,           /* str: checkpoint directory */
-    CFG_BACKEND,         /* str: auto | cpu | cuda | script:FILE | openai:URL */
-    CFG_THREADS,         /* int: CPU threads, 0 = all cores */
-    CFG_THINKING,        /* bool: thinking preset on */
-    CFG_APPROVAL,        /* enum: plan | default | auto-edit | yolo */
-    CFG_CONTEXT,         /* int: maximum context tokens */
-    CFG_KV_CACHE,        /* enum: fp8 | bf16 | f32 */
-    CFG_SANDBOX_NETWORK, /* bool: allow network inside run_shell */
-    CFG_UI_MOUSE,        /* bool: mouse-wheel scrolling */
-    CFG_UI_COLOR,        /* enum: auto | always | never */
-    CFG_LOG_LEVEL,       /* enum: error | warn | info | debug */
-    CFG_LOG_FILE,        /* str: log file, "" = stderr (or the data dir in the UI) */
+    CFG_MODEL,               /* str: checkpoint directory */
+    CFG_BACKEND,             /* str: auto | cpu | cuda | script:FILE | openai:URL */
+    CFG_THREADS,             /* int: CPU threads, 0 = all cores */
+    CFG_THINKING,            /* bool: thinking preset on */
+    CFG_APPROVAL,            /* enum: plan | default | auto-edit | yolo */
+    CFG_CONTEXT,             /* int: maximum context tokens */
+    CFG_KV_CACHE,            /* enum: fp8 | bf16 | f32 */
+    CFG_SANDBOX_NETWORK,     /* bool: allow network inside run_shell */
+    CFG_UI_MOUSE,            /* bool: mouse-wheel scrolling */
+    CFG_UI_COLOR,            /* enum: auto | always | never */
+    CFG_LOG_LEVEL,           /* enum: error | warn | info | debug */
+    CFG_LOG_FILE,            /* str: log file, "" = stderr (or the data dir in the UI) */
+    CFG_TOOLS_ALLOW,         /* list: tool patterns that need no approval (project-denied) */
+    CFG_TOOLS_DENY,          /* list: tool patterns always denied (project adds to it) */
+    CFG_SANDBOX_TIMEOUT,     /* int: run_shell default timeout, seconds (project-denied) */
+    CFG_SANDBOX_MAX_TIMEOUT, /* int: largest run_shell timeout the model may ask for */
+    CFG_SANDBOX_READ_ONLY,   /* list: extra paths tools and the shell may not write */
+    CFG_SANDBOX_HIDDEN,      /* list: paths hidden from tools and the shell */
     CFG_NKEYS
 };
 
-enum cfg_type { CFG_BOOL, CFG_INT, CFG_STR, CFG_ENUM };
+enum cfg_type { CFG_BOOL, CFG_INT, CFG_STR, CFG_ENUM, CFG_LIST };
 
 enum cfg_src { CFG_SRC_DEFAULT, CFG_SRC_USER, CFG_SRC_PROJECT, CFG_SRC_ENV, CFG_SRC_FLAG };
 
 struct cfg_val {
     char *s; /* owned; the value as text (every type keeps its text form) */
-    long i;  /* CFG_INT, CFG_BOOL (0/1), CFG_ENUM (choice index) */
+    long i;  /* CFG_INT, CFG_BOOL (0/1), CFG_ENUM (choice index), CFG_LIST (length) */
     enum cfg_src src;
     char origin[PATH_MAX + 32]; /* "default", a file path, "environment LODE_X", "flag --x" */
 };

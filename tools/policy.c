@@ -174,6 +174,25 @@ static int real_or_lexical(const char *base, const char *path, char *out, size_t
     return 0;
 }
 
+/* A configured path (sandbox.read_only, sandbox.hidden): "~" and "~/x" are
+ * under $HOME, relative paths under the workspace. */
+static int config_path(const struct pol *p, const char *key, const char *path, char *out,
+                       size_t cap)
+{
+    char exp[POL_PATH_MAX];
+    if (path[0] == '~' && (path[1] == '/' || !path[1])) {
+        if (!p->home[0])
+            return err_set(ERR_INVAL, "%s: %s: no home directory to expand ~", key, path);
+        if (snprintf(exp, sizeof exp, "%s%s", p->home, path + 1) >= (int)sizeof exp)
+            return err_set(ERR_INVAL, "%s: %s: path too long", key, path);
+        path = exp;
+    }
+    if (!path[0])
+        return err_set(ERR_INVAL, "%s: empty path", key);
+    int rc = real_or_lexical(p->ws, path, out, cap);
+    return rc < 0 ? err_set(rc, "%s: %s: path too long", key, path) : 0;
+}
+
 /* ---- decisions ---- */
 
 static int is_rc_name(const char *name)
@@ -868,12 +887,12 @@ int pol_open(struct pol **out, const struct pol_opts *o)
         if (fs_xdg_dir(kinds[i], b, sizeof b) == 0 && b[0] == '/' && (rc = add_prot(p, b)) < 0)
             goto fail;
     for (int i = 0; o->read_only && o->read_only[i]; i++) {
-        if ((rc = real_or_lexical(p->ws, o->read_only[i], b, sizeof b)) < 0 ||
+        if ((rc = config_path(p, "sandbox.read_only", o->read_only[i], b, sizeof b)) < 0 ||
             (rc = add_prot(p, b)) < 0)
             goto fail;
     }
     for (int i = 0; o->hidden && o->hidden[i]; i++) {
-        if ((rc = real_or_lexical(p->ws, o->hidden[i], b, sizeof b)) < 0 ||
+        if ((rc = config_path(p, "sandbox.hidden", o->hidden[i], b, sizeof b)) < 0 ||
             (rc = plist_add(&p->hidden, b)) < 0)
             goto fail;
     }

@@ -64,8 +64,10 @@ struct pol_opts {
     const char *workspace; /* required: the project root (made absolute and real) */
     const char *home;      /* $HOME for the start-up files; NULL: getenv("HOME") */
     const char *tmp_base;  /* where the private temp dir is made; NULL: $TMPDIR or /tmp */
-    /* NULL-terminated lists of extra paths (relative = to the workspace);
-     * missing paths are fine. Configuration keys: sandbox.read_only, sandbox.hidden. */
+    /* NULL-terminated lists of extra paths (relative = to the workspace, "~/"
+     * = $HOME); missing paths are fine. Configuration keys: sandbox.read_only,
+     * sandbox.hidden (tool_list_parse in tools/registry.h turns their JSON text
+     * into such a list). */
     const char *const *read_only;
     const char *const *hidden;
     int no_openat2; /* test hook: force the checked walk even where openat2 exists */

@@ -5,10 +5,13 @@
 #include "tools/fs_tools.h"
 #include "tools/search_tools.h"
 #include "tools/shell_tool.h"
+#include "tools/todo_tool.h"
+#include "tools/web_tool.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef int (*tool_fn)(const struct tool_ctx *, const struct cJSON *, struct tool_result *);
@@ -84,6 +87,26 @@ static const struct tool_def tools[] = {
       "killed\"}},"
       "\"required\":[\"command\"]}",
       shtool_run_shell },
+    { "todo",
+      "Replace your task list for this work (the whole list each time). Use it for tasks with "
+      "several steps: add the steps, mark one in_progress while you work on it and completed "
+      "when done. Returns the list.",
+      "{\"type\":\"object\",\"properties\":{"
+      "\"items\":{\"type\":\"array\",\"description\":\"The complete task list, at most 100 "
+      "items\",\"items\":{\"type\":\"object\",\"properties\":{"
+      "\"content\":{\"type\":\"string\",\"description\":\"The task, one line\"},"
+      "\"status\":{\"type\":\"string\",\"enum\":[\"pending\",\"in_progress\",\"completed\"]}},"
+      "\"required\":[\"content\",\"status\"]}}},"
+      "\"required\":[\"items\"]}",
+      todo_tool },
+    { "web_fetch",
+      "Fetch an http(s) URL and return its text (HTML reduced to plain text; long pages keep "
+      "their beginning). Only works when the user enabled network access.",
+      "{\"type\":\"object\",\"properties\":{"
+      "\"url\":{\"type\":\"string\",\"description\":\"http:// or https:// URL\"},"
+      "\"max_bytes\":{\"type\":\"integer\",\"description\":\"Most bytes of text to return\"}},"
+      "\"required\":[\"url\"]}",
+      web_fetch_tool },
 };
 
 #define NTOOLS ((int)(sizeof tools / sizeof tools[0]))
@@ -102,6 +125,9 @@ struct tool_ctx tool_ctx_defaults(void)
     c.shell_timeout_s = 120;
     c.shell_timeout_max_s = 600;
     c.shell_output_cap = 32 * 1024;
+    c.fetch_max_bytes = 32 * 1024;
+    c.fetch_download_max = 8u << 20;
+    c.fetch_timeout_s = 30;
     return c;
 }
 
@@ -238,6 +264,39 @@ int tool_run(const struct tool_ctx *ctx, const char *name, const struct cJSON *a
         tool_fail(r, "unknown tool \"%s\" (tools: %s)", name ? name : "", names.p ? names.p : "");
     buf_free(&names);
     return rc;
+}
+
+int tool_list_parse(const char *json, const char *key, char ***out)
+{
+    *out = NULL;
+    cJSON *a = json && json[0] ? cJSON_Parse(json) : cJSON_CreateArray();
+    if (!a || !cJSON_IsArray(a)) {
+        cJSON_Delete(a);
+        return err_set(ERR_INVAL, "%s: expected a JSON array of strings", key);
+    }
+    size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
+    char **l = calloc(n + 1, sizeof *l);
+    int rc = l ? 0 : err_set(ERR_NOMEM, "%s: out of memory", key);
+    for (const cJSON *it = a->child; it && rc == 0; it = it->next, i++) {
+        if (!cJSON_IsString(it) || !it->valuestring)
+            rc = err_set(ERR_INVAL, "%s: every item must be a string", key);
+        else if (!(l[i] = strdup(it->valuestring)))
+            rc = err_set(ERR_NOMEM, "%s: out of memory", key);
+    }
+    cJSON_Delete(a);
+    if (rc < 0) {
+        tool_list_free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void tool_list_free(char **list)
+{
+    for (size_t i = 0; list && list[i]; i++)
+        free(list[i]);
+    free(list);
 }
 
 void tool_result_free(struct tool_result *r)

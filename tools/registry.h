@@ -46,11 +46,15 @@ struct tool_ctx {
     double shell_timeout_s;      /* run_shell default timeout */
     double shell_timeout_max_s;  /* run_shell: largest timeout the model may ask for */
     size_t shell_output_cap;     /* run_shell: output kept (head + tail) */
+    size_t fetch_max_bytes;      /* web_fetch: bytes of text returned (head kept) */
+    size_t fetch_download_max;   /* web_fetch: bytes downloaded before it stops */
+    double fetch_timeout_s;      /* web_fetch: whole transfer, redirects included */
 };
 
 /* Defaults: 64 KiB / 2000 lines / 2000 chars per line read, 16 MiB files,
  * 1000 entries, 16 KiB diff, 200 matches, 100000 entries walked, shell 120 s
- * (max 600 s), 32 KiB output. */
+ * (max 600 s), 32 KiB output, web_fetch 32 KiB of text from at most 8 MiB
+ * downloaded in 30 s. */
 struct tool_ctx tool_ctx_defaults(void);
 
 struct tool_result {
@@ -75,6 +79,13 @@ const char *tool_name(int i);
 int tool_run(const struct tool_ctx *ctx, const char *name, const struct cJSON *args,
              struct tool_result *r);
 void tool_result_free(struct tool_result *r);
+
+/* A configuration list (JSON array of strings as text, as cfg_str gives
+ * sandbox.read_only / sandbox.hidden; NULL or "" = empty) as a
+ * NULL-terminated array for pol_opts. *out is owned (tool_list_free, NULL ok).
+ * ERR_INVAL names key. */
+int tool_list_parse(const char *json, const char *key, char ***out);
+void tool_list_free(char **list);
 
 /* ---- For the handlers (tools/fs_tools.c, tools/shell_tool.c) ---- */
 

@@ -68,6 +68,8 @@ int srch_match(const char *pat, const char *path)
 struct rule {
     char *pat;
     char *base; /* directory of the .gitignore, relative to the walk root ("" = root) */
+    char *up;   /* rules from above the walk root: the walk root relative to their
+                 * directory ("src/lib"); NULL otherwise */
     int dir_only, anchored, negate;
 };
 
@@ -103,6 +105,12 @@ static int ignored(const struct walk *w, const char *rel, int is_dir)
         if (bl && (strncmp(rel, u->base, bl) != 0 || rel[bl] != '/'))
             continue;
         const char *sub = bl ? rel + bl + 1 : rel;
+        char upsub[POL_PATH_MAX * 2];
+        if (u->up && u->anchored) {
+            if (snprintf(upsub, sizeof upsub, "%s/%s", u->up, rel) >= (int)sizeof upsub)
+                continue;
+            sub = upsub;
+        }
         int m = u->anchored ? srch_match(u->pat, sub) : fnmatch(u->pat, base, 0) == 0;
         if (m)
             ign = !u->negate;
@@ -110,12 +118,20 @@ static int ignored(const struct walk *w, const char *rel, int is_dir)
     return ign;
 }
 
-/* Reads dir/.gitignore (if any) and pushes its rules; returns how many. */
-static size_t push_gitignore(struct walk *w, int dfd, const char *rel)
+/* Reads the ignore file `name` in dfd (if any: .gitignore, or
+ * .git/info/exclude) and pushes its rules; returns how many. rel: the
+ * file's directory below the walk root; up: see struct rule. */
+static size_t push_ignore_file(struct walk *w, int dfd, const char *name, const char *rel,
+                               const char *up)
 {
-    int fd = openat(dfd, ".gitignore", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return 0;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return 0;
+    }
     char text[65536];
     ssize_t n = read(fd, text, sizeof text - 1);
     close(fd);
@@ -155,9 +171,11 @@ static size_t push_gitignore(struct walk *w, int dfd, const char *rel)
         }
         u.pat = strdup(line);
         u.base = strdup(rel);
-        if (!u.pat || !u.base) {
+        u.up = up ? strdup(up) : NULL;
+        if (!u.pat || !u.base || (up && !u.up)) {
             free(u.pat);
             free(u.base);
+            free(u.up);
             w->nomem = 1;
             break;
         }
@@ -173,6 +191,75 @@ static void pop_rules(struct walk *w, size_t n)
         w->nrules--;
         free(w->rules[w->nrules].pat);
         free(w->rules[w->nrules].base);
+        free(w->rules[w->nrules].up);
+    }
+}
+
+/* Before a walk: the rules that apply from above its root, as git applies
+ * them, lowest precedence first: the repository's .git/info/exclude, then
+ * each .gitignore from the repository root (or the workspace root when
+ * there is no repository) down to the walk root's parent. The walk root's
+ * own .gitignore and those below it are read by walk_dir. Only directories
+ * inside the workspace are considered. */
+static void push_ancestors(struct walk *w)
+{
+    const char *ws = pol_workspace(w->c->pol);
+    size_t wl = strlen(ws);
+    if (strncmp(w->root_real, ws, wl) || (w->root_real[wl] && w->root_real[wl] != '/'))
+        return; /* outside the workspace: only the tree's own .gitignore files */
+    const char *below = w->root_real[wl] ? w->root_real + wl + 1 : ""; /* root below ws */
+    /* the repository root: the deepest directory from ws to the walk root with a .git dir */
+    char dir[POL_PATH_MAX];
+    size_t git_at = (size_t)-1; /* length of the repository root's path below ws */
+    size_t blen = strlen(below);
+    for (size_t len = 0;;) {
+        struct stat st;
+        if (snprintf(dir, sizeof dir, "%s%s%.*s/.git", ws, len ? "/" : "", (int)len, below) <
+                (int)sizeof dir &&
+            lstat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            git_at = len;
+        if (len == blen)
+            break;
+        const char *next = strchr(below + len + (len ? 1 : 0), '/');
+        len = next ? (size_t)(next - below) : blen;
+    }
+    size_t start = git_at == (size_t)-1 ? 0 : git_at;
+    /* up: the walk root relative to a directory at below[0..len) */
+    for (size_t len = start;;) {
+        const char *up = below[len] == '/' ? below + len + 1 : below + len;
+        if (!*up)
+            break; /* the walk root itself: walk_dir reads it */
+        if (snprintf(dir, sizeof dir, "%s%s%.*s", ws, len ? "/" : "", (int)len, below) >=
+            (int)sizeof dir)
+            break;
+        if (!(pol_classify(w->c->pol, dir, NULL, 0) & POL_READ))
+            break;
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+            break;
+        if (len == start && git_at != (size_t)-1) {
+            int g = openat(dfd, ".git/info", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (g >= 0) {
+                push_ignore_file(w, g, "exclude", "", up);
+                close(g);
+            }
+        }
+        push_ignore_file(w, dfd, ".gitignore", "", up);
+        close(dfd);
+        const char *next = strchr(up, '/');
+        len = (size_t)((next ? next : up + strlen(up)) - below);
+    }
+    /* the walk root is the repository root: its exclude file, before its .gitignore */
+    if (git_at == blen) {
+        int g = openat(AT_FDCWD, w->root_real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e =
+            g >= 0 ? openat(g, ".git/info", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        if (e >= 0) {
+            push_ignore_file(w, e, "exclude", "", NULL);
+            close(e);
+        }
+        if (g >= 0)
+            close(g);
     }
 }
 
@@ -186,7 +273,7 @@ static void walk_dir(struct walk *w, int dfd, const char *rel, int depth)
 {
     if (depth > MAX_DEPTH || w->stopped || w->nomem)
         return;
-    size_t pushed = push_gitignore(w, dfd, rel);
+    size_t pushed = push_ignore_file(w, dfd, ".gitignore", rel, NULL);
     int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
     if (!d) {
@@ -315,6 +402,7 @@ int srch_glob(const struct tool_ctx *c, const struct cJSON *args, struct tool_re
     int dfd;
     if (pol_open_dir(c->pol, path, &dfd, w.root_real, sizeof w.root_real) < 0)
         return tool_fail(r, "glob: %s", err_msg());
+    push_ancestors(&w);
     walk_dir(&w, dfd, "", 0);
     close(dfd);
     int rc = 0;
@@ -438,6 +526,7 @@ int srch_grep(const struct tool_ctx *c, const struct cJSON *args, struct tool_re
         walk_free(&w);
         return tool_fail(r, "grep: %s", err_msg());
     } else {
+        push_ancestors(&w);
         walk_dir(&w, dfd, "", 0);
         close(dfd);
         rc = 0;

@@ -6,9 +6,15 @@
 #include "common/err.h"
 #include "tools/registry.h"
 #include "tools/search_tools.h"
+#include "tools/todo_tool.h"
+#include "tools/web_tool.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -461,6 +467,373 @@ static void t_shell(void)
     ctx.shell_timeout_max_s = max;
 }
 
+/* ---- todo ---- */
+
+static void t_todo(void)
+{
+    CHECK_INT(run("todo", "{\"items\":[{\"content\":\"read the code\",\"status\":\"completed\"},"
+                          "{\"content\":\"fix\\nthe bug\",\"status\":\"in_progress\"},"
+                          "{\"content\":\"run tests\",\"status\":\"pending\"}]}"),
+              0);
+    CHECK_STR(text(), "[x] read the code\n[>] fix the bug\n[ ] run tests\n");
+    CHECK_INT(run("todo", "{\"items\":[]}"), 0);
+    HAS("empty");
+    /* bad calls are errors naming the problem */
+    CHECK_INT(run("todo", "{}"), 1);
+    HAS("missing required argument \"items\"");
+    CHECK_INT(run("todo", "{\"items\":\"a, b\"}"), 1);
+    HAS("must be an array");
+    CHECK_INT(run("todo", "{\"items\":[\"a\"]}"), 1);
+    HAS("item 1 must be an object");
+    CHECK_INT(run("todo", "{\"items\":[{\"content\":\"a\",\"status\":\"done\"}]}"), 1);
+    HAS("pending, in_progress or completed");
+    CHECK_INT(run("todo", "{\"items\":[{\"content\":\"a\"}]}"), 1);
+    CHECK_INT(run("todo", "{\"items\":[{\"content\":5,\"status\":\"pending\"}]}"), 1);
+    HAS("\"content\" must be a string");
+    CHECK_INT(run("todo", "{\"items\":[{\"content\":\"\",\"status\":\"pending\"}]}"), 1);
+    CHECK_INT(run("todo", "{\"items\":[{\"content\":\"ok\",\"status\":\"pending\"},null]}"), 1);
+    HAS("item 2");
+    /* caps: items and content length */
+    struct buf b = { 0 };
+    buf_puts(&b, "{\"items\":[");
+    for (int i = 0; i <= TODO_MAX_ITEMS; i++)
+        buf_printf(&b, "%s{\"content\":\"t%d\",\"status\":\"pending\"}", i ? "," : "", i);
+    buf_puts(&b, "]}");
+    CHECK_INT(run("todo", b.p), 1);
+    HAS("at most 100");
+    buf_reset(&b);
+    buf_puts(&b, "{\"items\":[{\"status\":\"pending\",\"content\":\"");
+    for (int i = 0; i <= TODO_MAX_CONTENT; i++)
+        buf_putc(&b, 'x');
+    buf_puts(&b, "\"}]}");
+    CHECK_INT(run("todo", b.p), 1);
+    HAS("at most 500");
+    buf_free(&b);
+}
+
+/* ---- web_fetch against a server on 127.0.0.1 run by this test ---- */
+
+static int srv_fd = -1, srv_port;
+static pthread_t srv_th;
+
+static void srv_send(int c, int status, const char *extra, const char *ctype, const char *body,
+                     size_t n)
+{
+    char head[1024];
+    int k = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d X\r\n%s%s%s%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                     status, extra ? extra : "", ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                     ctype ? "\r\n" : "", n);
+    if (send(c, head, (size_t)k, MSG_NOSIGNAL) < 0)
+        return;
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(c, body + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            return; /* the client stopped reading (the download cap) */
+        off += (size_t)w;
+    }
+}
+
+static const char page_html[] =
+    "<!DOCTYPE html><html><head><title>Test &amp; page</title>"
+    "<style>body { color: red }</style><script>var x = '<p>no</p>';</script></head>"
+    "<body><h1>Hello&nbsp;world</h1><p>First   para\n  with <b>bold</b> &lt;tag&gt; "
+    "&#8364; &#x41; &copy; &bogus; a&b</p><!-- a comment --><ul><li>one</li><li>two</li></ul>"
+    "<pre>  keep\n    spaces</pre><table><tr><td>c1</td><td>c2</td></tr></table>"
+    "<SCRIPT type=\"x\">alert(1)</SCRIPT><div>end</div></body></html>";
+
+static void *srv_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int c = accept(srv_fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char req[8192];
+        size_t n = 0;
+        while (n < sizeof req - 1) {
+            ssize_t k = recv(c, req + n, sizeof req - 1 - n, 0);
+            if (k <= 0)
+                break;
+            n += (size_t)k;
+            req[n] = 0;
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        req[n] = 0;
+        char path[256] = "";
+        sscanf(req, "GET %255s", path);
+        if (!strcmp(path, "/page.html"))
+            srv_send(c, 200, NULL, "text/html; charset=utf-8", page_html, strlen(page_html));
+        else if (!strcmp(path, "/plain"))
+            srv_send(c, 200, NULL, "text/plain", "hello plain\n", 12);
+        else if (!strcmp(path, "/redir"))
+            srv_send(c, 302, "Location: /page.html\r\n", NULL, "", 0);
+        else if (!strcmp(path, "/redir-file"))
+            srv_send(c, 302, "Location: file:///etc/passwd\r\n", NULL, "", 0);
+        else if (!strcmp(path, "/redir-meta"))
+            srv_send(c, 302, "Location: http://169.254.169.254/latest/meta-data/\r\n", NULL, "", 0);
+        else if (!strncmp(path, "/loop", 5)) {
+            char loc[300];
+            snprintf(loc, sizeof loc, "Location: %s1\r\n", path);
+            srv_send(c, 302, loc, NULL, "", 0);
+        } else if (!strcmp(path, "/big")) {
+            size_t bn = 300 * 1024;
+            char *big = malloc(bn);
+            if (big) {
+                for (size_t i = 0; i < bn; i++)
+                    big[i] = i % 64 == 63 ? '\n' : (char)('a' + i % 26);
+                srv_send(c, 200, NULL, "text/plain", big, bn);
+                free(big);
+            }
+        } else if (!strcmp(path, "/bin"))
+            srv_send(c, 200, NULL, "application/octet-stream",
+                     "\x7f"
+                     "ELF\0\0\1\2",
+                     8);
+        else if (!strcmp(path, "/notype"))
+            srv_send(c, 200, NULL, NULL, "just text", 9);
+        else if (!strcmp(path, "/bad-utf8"))
+            srv_send(c, 200, NULL, "text/plain", "ok \xff\xfe bytes\x01", 13);
+        else
+            srv_send(c, 404, NULL, "text/html", "<h1>Not here</h1>", 17);
+        close(c);
+    }
+}
+
+static int srv_start(void)
+{
+    srv_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { 0 };
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (srv_fd < 0 || bind(srv_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(srv_fd, 16) < 0 ||
+        getsockname(srv_fd, (struct sockaddr *)&a, &al) < 0)
+        return -1;
+    srv_port = ntohs(a.sin_port);
+    return pthread_create(&srv_th, NULL, srv_main, NULL) == 0 ? 0 : -1;
+}
+
+static void srv_stop(void)
+{
+    shutdown(srv_fd, SHUT_RDWR);
+    pthread_join(srv_th, NULL);
+    close(srv_fd);
+}
+
+static int fetch(const char *path, const char *extra)
+{
+    char js[600];
+    snprintf(js, sizeof js, "{\"url\":\"http://127.0.0.1:%d%s\"%s}", srv_port, path,
+             extra ? extra : "");
+    return run("web_fetch", js);
+}
+
+static void t_html(void)
+{
+    struct buf b = { 0 };
+    REQUIRE(web_html_to_text(page_html, strlen(page_html), &b) == 0);
+    CHECK_STR(b.p, "Test & page\n\nHello world\n\nFirst para with bold <tag> \xe2\x82\xac A "
+                   "\xc2\xa9 &bogus; a&b\n\n- one\n- two\n\n  keep\n    spaces\n\nc1\tc2\n\nend");
+    buf_reset(&b);
+    REQUIRE(web_html_to_text("", 0, &b) == 0);
+    CHECK(b.len == 0);
+    /* malformed input ends cleanly */
+    static const char *const bad[] = {
+        "<",    "<p",        "<script>never closed",  "&#",  "&#xffffffff;",
+        "<!--", "a < b > c", "<a href=\"x>y\">t</a>", "&#0;"
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        buf_reset(&b);
+        CHECK(web_html_to_text(bad[i], strlen(bad[i]), &b) == 0);
+    }
+    buf_reset(&b);
+    web_html_to_text("a < b > c", 9, &b);
+    CHECK_STR(b.p, "a < b > c");
+    buf_free(&b);
+}
+
+static void t_web(void)
+{
+    /* off unless the configuration allows the network; checked before anything else */
+    ctx.network = 0;
+    CHECK_INT(run("web_fetch", "{\"url\":\"http://127.0.0.1:1/\"}"), 1);
+    CHECK_STR(text(), "web_fetch: network is disabled: sandbox.network is false");
+    ctx.network = 1;
+    CHECK_INT(run("web_fetch", "{}"), 1);
+    HAS("missing required argument \"url\"");
+    CHECK_INT(run("web_fetch", "{\"url\":\"file:///etc/passwd\"}"), 1);
+    HAS("only http:// and https://");
+    CHECK_INT(run("web_fetch", "{\"url\":\"ftp://127.0.0.1/\"}"), 1);
+    CHECK_INT(run("web_fetch", "{\"url\":\"http://127.0.0.1/\",\"max_bytes\":\"x\"}"), 1);
+    /* link-local (cloud metadata) is refused before connecting */
+    CHECK_INT(run("web_fetch", "{\"url\":\"http://169.254.169.254/latest/meta-data/\"}"), 1);
+    HAS("refused to connect to 169.254.169.254");
+    if (srv_start() < 0) {
+        ctx.network = 0;
+        SKIP("cannot listen on 127.0.0.1");
+    }
+    CHECK_INT(fetch("/page.html", NULL), 0);
+    char want[200];
+    snprintf(want, sizeof want,
+             "http://127.0.0.1:%d/page.html (200, text/html; charset=utf-8)\n\n"
+             "Test & page\n\nHello world\n",
+             srv_port);
+    CHECKF(!strncmp(text(), want, strlen(want)), "%s", text());
+    CHECK(!strstr(text(), "alert") && !strstr(text(), "color") && !strstr(text(), "no</p>"));
+    CHECK_INT(fetch("/plain", NULL), 0);
+    HAS("(200, text/plain)\n\nhello plain\n");
+    /* redirects: followed (at most 5), each checked to be http(s) */
+    CHECK_INT(fetch("/redir", NULL), 0);
+    HAS("/page.html (200,");
+    HAS("Hello world");
+    CHECK_INT(fetch("/redir-file", NULL), 1);
+    CHECK(!strstr(text(), "root:"));
+    CHECK_INT(fetch("/loop", NULL), 1);
+    HAS("redirects");
+    CHECK_INT(fetch("/redir-meta", NULL), 1);
+    HAS("refused to connect to 169.254.169.254");
+    /* 404: an error result with the page */
+    CHECK_INT(fetch("/nope", NULL), 1);
+    HAS("(404, text/html)\n\nNot here");
+    /* binary content is not shown; no content type: sniffed */
+    CHECK_INT(fetch("/bin", NULL), 0);
+    HAS("[binary content, 8 bytes, not shown]");
+    CHECK_INT(fetch("/notype", NULL), 0);
+    HAS("(200, no content-type)\n\njust text");
+    CHECK_INT(fetch("/bad-utf8", NULL), 0);
+    HAS("ok \xef\xbf\xbd\xef\xbf\xbd bytes?");
+    /* size caps: the text keeps its head; the model can ask for less, never more */
+    CHECK_INT(fetch("/big", ",\"max_bytes\":1000"), 0);
+    HAS("abcdefghij");
+    HAS("[truncated: ");
+    CHECK(res.text.len < 1200);
+    size_t saved_max = ctx.fetch_max_bytes, saved_dl = ctx.fetch_download_max;
+    ctx.fetch_max_bytes = 2000;
+    CHECK_INT(fetch("/big", ",\"max_bytes\":100000000"), 0);
+    CHECK(res.text.len < 2200);
+    /* the download stops at its cap */
+    ctx.fetch_max_bytes = 1 << 20;
+    ctx.fetch_download_max = 10000;
+    CHECK_INT(fetch("/big", NULL), 0);
+    HAS("of 10000+ bytes");
+    CHECK(res.text.len < 11000);
+    ctx.fetch_max_bytes = saved_max;
+    ctx.fetch_download_max = saved_dl;
+    srv_stop();
+    ctx.network = 0;
+}
+
+/* ---- ignore files: .git/info/exclude, nested and parent .gitignore ---- */
+
+static void t_ignore_files(void)
+{
+    char p[1200];
+    static const char *const dirs[] = { "ig",     "ig/.git",     "ig/.git/info",
+                                        "ig/src", "ig/src/deep", "ig/gen" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", ws, dirs[i]);
+        mkdir(p, 0755);
+    }
+    puts_file(ws, "ig/.git/info/exclude", "# local excludes\n*.local\nsrc/deep/x.c\n");
+    puts_file(ws, "ig/.gitignore", "gen/\n");
+    puts_file(ws, "ig/src/.gitignore", "*.tmp\n!keep.local\n");
+    puts_file(ws, "ig/a.c", "word\n");
+    puts_file(ws, "ig/b.local", "word\n");
+    puts_file(ws, "ig/gen/g.c", "word\n");
+    puts_file(ws, "ig/src/s.c", "word\n");
+    puts_file(ws, "ig/src/s.tmp", "word\n");
+    puts_file(ws, "ig/src/keep.local", "word\n"); /* re-included by the nested .gitignore */
+    puts_file(ws, "ig/src/deep/x.c", "word\n");
+    puts_file(ws, "ig/src/deep/y.c", "word\n");
+    puts_file(ws, "ig/src/deep/z.tmp", "word\n");
+    /* from the repository root */
+    CHECK_INT(run("grep", "{\"pattern\":\"word\",\"path\":\"ig\"}"), 0);
+    CHECK_STR(text(), "ig/a.c:1:word\nig/src/deep/y.c:1:word\nig/src/keep.local:1:word\n"
+                      "ig/src/s.c:1:word\n");
+    CHECK_INT(run("glob", "{\"pattern\":\"*\",\"path\":\"ig\"}"), 0);
+    CHECK_STR(text(), "ig/.gitignore\nig/a.c\nig/src/.gitignore\nig/src/deep/y.c\n"
+                      "ig/src/keep.local\nig/src/s.c\n");
+    /* from below it: the exclude file and the parents' .gitignore still apply */
+    CHECK_INT(run("grep", "{\"pattern\":\"word\",\"path\":\"ig/src/deep\"}"), 0);
+    CHECK_STR(text(), "ig/src/deep/y.c:1:word\n");
+    CHECK_INT(run("glob", "{\"pattern\":\"*.c\",\"path\":\"ig/src\"}"), 0);
+    CHECK_STR(text(), "ig/src/deep/y.c\nig/src/s.c\n");
+    /* the workspace root walk sees the nested repository's .gitignore files */
+    CHECK_INT(run("glob", "{\"pattern\":\"ig/**/*.tmp\"}"), 0);
+    HAS("no files match");
+}
+
+/* ---- lode's own files and the project configuration ---- */
+
+static void t_lode_files(void)
+{
+    /* the project configuration is never writable to tools: the model cannot
+     * raise its own approval mode or sandbox through it */
+    CHECK_INT(run("write_file", "{\"path\":\".lode/config.json\",\"content\":\"{}\"}"), 1);
+    HAS("refused");
+    char p[1200];
+    snprintf(p, sizeof p, "%s/.lode", ws);
+    mkdir(p, 0755);
+    puts_file(ws, ".lode/config.json", "{\"threads\": 2}\n");
+    CHECK_INT(run("edit_file", "{\"path\":\".lode/config.json\",\"old_string\":\"2\","
+                               "\"new_string\":\"3\"}"),
+              1);
+    CHECK_INT(run("write_file", "{\"path\":\"./src/../.lode/config.json\",\"content\":\"{}\"}"), 1);
+    CHECK_STR(slurp(ws, ".lode/config.json"), "{\"threads\": 2}\n");
+    CHECK_INT(run("write_file", "{\"path\":\".lode/other\",\"content\":\"x\"}"), 1);
+    /* readable, though */
+    CHECK_INT(run("read_file", "{\"path\":\".lode/config.json\"}"), 0);
+    /* lode's XDG config directory (user configuration) */
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    if (xdg && xdg[0] == '/') {
+        char js[1400];
+        snprintf(js, sizeof js, "{\"path\":\"%s/lode/config.json\",\"content\":\"{}\"}", xdg);
+        CHECK_INT(run("write_file", js), 1);
+    }
+}
+
+static void t_list_parse(void)
+{
+    char **l = NULL;
+    CHECK_INT(tool_list_parse("[\"a\",\"~/.ssh\"]", "sandbox.hidden", &l), 0);
+    REQUIRE(l);
+    CHECK_STR(l[0], "a");
+    CHECK_STR(l[1], "~/.ssh");
+    CHECK(l[2] == NULL);
+    tool_list_free(l);
+    CHECK_INT(tool_list_parse(NULL, "k", &l), 0);
+    CHECK(l && !l[0]);
+    tool_list_free(l);
+    CHECK_INT(tool_list_parse("", "k", &l), 0);
+    tool_list_free(l);
+    CHECK_INT(tool_list_parse("[1]", "sandbox.hidden", &l), ERR_INVAL);
+    CHECK(l == NULL && strstr(err_msg(), "sandbox.hidden"));
+    CHECK_INT(tool_list_parse("{}", "k", &l), ERR_INVAL);
+    tool_list_free(NULL);
+    /* "~/" in sandbox.hidden is under $HOME (here: the test's home, base) */
+    char hd[1200];
+    snprintf(hd, sizeof hd, "%s/.ssh", base);
+    mkdir(hd, 0700);
+    puts_file(hd, "id", "KEY\n");
+    const char *const hid2[] = { "~/.ssh", NULL };
+    struct pol_opts o = { 0 };
+    o.workspace = ws;
+    o.home = base;
+    o.hidden = hid2;
+    struct pol *p2 = NULL;
+    REQUIRE(pol_open(&p2, &o) == 0);
+    struct pol *keep = ctx.pol;
+    ctx.pol = p2;
+    char js[1400];
+    snprintf(js, sizeof js, "{\"path\":\"%s/id\"}", hd);
+    CHECK_INT(run("read_file", js), 1);
+    HAS("hidden");
+    ctx.pol = keep;
+    pol_close(p2);
+}
+
 int main(void)
 {
     setup();
@@ -475,6 +848,12 @@ int main(void)
     TEST_RUN(t_list);
     TEST_RUN(t_search);
     TEST_RUN(t_shell);
+    TEST_RUN(t_todo);
+    TEST_RUN(t_html);
+    TEST_RUN(t_web);
+    TEST_RUN(t_ignore_files);
+    TEST_RUN(t_lode_files);
+    TEST_RUN(t_list_parse);
     /* the refusals again with the policy's checked walk instead of openat2 */
     pol_close(pol);
     struct pol_opts o = { 0 };
@@ -489,6 +868,8 @@ int main(void)
     TEST_RUN(t_read);
     TEST_RUN(t_refusals);
     TEST_RUN(t_search);
+    TEST_RUN(t_ignore_files);
+    TEST_RUN(t_lode_files);
     tool_result_free(&res);
     pol_close(pol);
     rm_rf(base);

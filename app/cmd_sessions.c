@@ -3,8 +3,11 @@
  *
  * Message bodies are JSON objects. The kinds this lode renders specially:
  *   user       {"content": "..."}
- *   assistant  {"reasoning": "...", "content": "...", "tool_calls": [{"name", "arguments"}]}
- *   tool       {"name": "...", "content": "...", "status": "..."}
+ *   assistant  {"reasoning_content": "...", "content": "...", "interrupted": true?,
+ *               "tool_calls": [{"id", "type": "function", "function": {"name", "arguments"}}]}
+ *   tool       {"tool_call_id": "...", "name": "...", "content": "...", "is_error": bool}
+ * (the agent's shapes, app/agent_session.c; the older "reasoning" and flat
+ * {"name", "arguments"} calls are read too).
  *   system     {"content": "..."}
  * Any other kind (written by a newer lode) is shown as its raw JSON, never hidden.
  */
@@ -74,25 +77,33 @@ static int render_md(void *ctx, int64_t seq, const char *kind, const char *body,
         buf_printf(&r->out, "### %s (record %lld, shown raw)\n\n```json\n%s\n```\n\n", kind,
                    (long long)seq, body);
     } else if (!strcmp(kind, "assistant")) {
-        const char *reasoning = jstr(o, "reasoning");
+        const char *reasoning = jstr(o, "reasoning_content");
+        if (!reasoning)
+            reasoning = jstr(o, "reasoning");
         buf_puts(&r->out, "### assistant\n\n");
         if (reasoning && *reasoning)
             buf_printf(&r->out, "<details><summary>thinking</summary>\n\n%s\n\n</details>\n\n",
                        reasoning);
         if (content && *content)
             buf_printf(&r->out, "%s\n\n", content);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "interrupted")))
+            buf_puts(&r->out, "*(interrupted)*\n\n");
         const cJSON *calls = cJSON_GetObjectItemCaseSensitive(o, "tool_calls"), *c;
         cJSON_ArrayForEach(c, calls)
         {
-            const char *name = jstr(c, "name");
-            char *args = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c, "arguments"));
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            if (!cJSON_IsObject(fn))
+                fn = c;
+            const char *name = jstr(fn, "name");
+            char *args = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(fn, "arguments"));
             buf_printf(&r->out, "→ `%s` `%s`\n\n", name ? name : "?", args ? args : "{}");
             cJSON_free(args);
         }
     } else if (!strcmp(kind, "tool")) {
         const char *name = jstr(o, "name");
-        buf_printf(&r->out, "### tool result: %s\n\n```\n%s\n```\n\n", name ? name : "?",
-                   content ? content : "");
+        int bad = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "is_error"));
+        buf_printf(&r->out, "### tool result: %s%s\n\n```\n%s\n```\n\n", name ? name : "?",
+                   bad ? " (error)" : "", content ? content : "");
     } else {
         buf_printf(&r->out, "### %s\n\n%s\n\n", kind, content ? content : "");
     }

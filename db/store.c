@@ -669,3 +669,16 @@ int db_blob_latest(struct db *db, const char *sid, const char *kind, int64_t *bl
     sqlite3_finalize(st);
     return rc;
 }
+
+int db_blob_prune(struct db *db, const char *sid, const char *kind, int64_t keep_id)
+{
+    sqlite3_stmt *st;
+    int rc = prepare(db, &st, "DELETE FROM blobs WHERE session_id IS ? AND kind = ? AND id != ?");
+    if (rc < 0)
+        return rc;
+    if (sid)
+        sqlite3_bind_text(st, 1, sid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, keep_id);
+    return step_done(db, st, "pruning old blobs");
+}

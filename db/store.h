@@ -94,5 +94,8 @@ void db_blob_abort(struct db_blob_writer *w);
 int db_blob_read(struct db *db, int64_t blob_id, struct buf *out);
 /* The newest complete blob of a kind for a session; ERR_NOTFOUND if none. */
 int db_blob_latest(struct db *db, const char *sid, const char *kind, int64_t *blob_id);
+/* Deletes the blobs of a kind for a session except keep_id (pass 0 to drop
+ * them all), so only the newest saved state is kept. */
+int db_blob_prune(struct db *db, const char *sid, const char *kind, int64_t keep_id);
 
 #endif

@@ -45,7 +45,8 @@ const struct mcfg *eng_cfg(const struct eng *e);
 const struct ckpt *eng_ckpt(const struct eng *e);
 long eng_vocab(const struct eng *e);
 /* The checkpoint identity states are saved under (SHA-256 of config.json, every
- * shard's safetensors header and size). */
+ * shard's safetensors header and size, and 16 pages of weights sampled evenly
+ * from each shard, so another seed or a fine-tune of the same shapes differs). */
 void eng_model_id(const struct eng *e, uint8_t id[32]);
 /* Sequence-state dims of this model. */
 void eng_state_dims(const struct eng *e, struct seq_dims *d);

@@ -255,6 +255,40 @@ static void t_crash_loop(void)
     teardown();
 }
 
+/* db_blob_prune keeps only the given blob of a kind for a session; others stay. */
+static void t_blob_prune(void)
+{
+    setup();
+    struct db *db;
+    REQUIRE(db_open(&db, path) == 0);
+    char a[DB_ID_MAX], b[DB_ID_MAX];
+    REQUIRE(db_session_new(db, "/p", "", a) == 0);
+    REQUIRE(db_session_new(db, "/p", "", b) == 0);
+    int64_t ids[3] = { 0 }, other = 0, kv = 0, latest = 0;
+    struct db_blob_writer *w;
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(db_blob_begin(db, a, "state", &w) == 0);
+        CHECK(db_blob_write(w, "abc", 3) == 0);
+        CHECK(db_blob_commit(w, &ids[i]) == 0);
+    }
+    REQUIRE(db_blob_begin(db, b, "state", &w) == 0);
+    CHECK(db_blob_commit(w, &other) == 0);
+    REQUIRE(db_blob_begin(db, a, "kv", &w) == 0);
+    CHECK(db_blob_commit(w, &kv) == 0);
+    CHECK(db_blob_prune(db, a, "state", ids[2]) == 0);
+    struct buf out = { 0 };
+    CHECK(db_blob_read(db, ids[0], &out) < 0);
+    CHECK(db_blob_read(db, ids[1], &out) < 0);
+    CHECK(db_blob_read(db, ids[2], &out) == 0 && out.len == 3);
+    CHECK(db_blob_latest(db, b, "state", &latest) == 0 && latest == other);
+    CHECK(db_blob_latest(db, a, "kv", &latest) == 0 && latest == kv);
+    CHECK(db_blob_prune(db, a, "state", 0) == 0);
+    CHECK(db_blob_latest(db, a, "state", &latest) == ERR_NOTFOUND);
+    buf_free(&out);
+    db_close(db);
+    teardown();
+}
+
 int main(void)
 {
     TEST_RUN(t_sessions);
@@ -262,5 +296,6 @@ int main(void)
     TEST_RUN(t_newer_schema_refused);
     TEST_RUN(t_blobs);
     TEST_RUN(t_crash_loop);
+    TEST_RUN(t_blob_prune);
     TEST_END();
 }

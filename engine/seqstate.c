@@ -476,3 +476,181 @@ int seq_deserialize(struct seq_state **out, const uint8_t model_id[32], const st
     *out = s;
     return 0;
 }
+
+/* ---------------------------------------------------------------- pieces */
+
+static const char kvr_magic[8] = { 'L', 'O', 'D', 'E', 'K', 'V', 'R', 0 };
+static const char gdn_magic[8] = { 'L', 'O', 'D', 'E', 'G', 'D', 'N', 0 };
+
+/* The shape header shared by both pieces: what a state must match to take them. */
+static int shape_put(struct buf *b, const struct seq_state *s, const uint8_t model_id[32])
+{
+    const struct seq_dims *d = &s->d;
+    int rc = buf_append(b, model_id, 32) | put32(b, (uint32_t)d->n_layers);
+    for (int l = 0; l < d->n_layers; l++)
+        rc |= buf_putc(b, (char)d->is_full[l]);
+    rc |= put32(b, (uint32_t)d->n_kv) | put32(b, (uint32_t)d->head_dim);
+    rc |= put32(b, (uint32_t)d->conv_ch) | put32(b, (uint32_t)d->conv_k);
+    rc |= put32(b, (uint32_t)d->n_v) | put32(b, (uint32_t)d->dk) | put32(b, (uint32_t)d->dv);
+    rc |= put32(b, (uint32_t)s->kv_type);
+    for (int l = 0; l < d->n_layers; l++)
+        rc |= putf(b, s->layer[l].k_scale) | putf(b, s->layer[l].v_scale);
+    return rc < 0 ? ERR_NOMEM : 0;
+}
+
+/* Reads the magic, version and shape header and checks them against s. */
+static int shape_check(struct rd *r, const char magic[8], const struct seq_state *s,
+                       const uint8_t model_id[32], const char *what)
+{
+    const struct seq_dims *d = &s->d;
+    const uint8_t *m = take(r, 8);
+    if (!m || memcmp(m, magic, 8))
+        return err_set(ERR_INVAL, "%s: not a lode state piece (bad magic)", what);
+    uint32_t version = get32(r);
+    if (version != SEQ_FORMAT_VERSION)
+        return err_set(ERR_INVAL, "%s: format version %u, this lode reads %d", what, version,
+                       SEQ_FORMAT_VERSION);
+    const uint8_t *id = take(r, 32);
+    if (!id || memcmp(id, model_id, 32))
+        return err_set(ERR_INVAL, "%s: saved by another model (checkpoint identity differs)", what);
+    int bad = (int)get32(r) != d->n_layers;
+    for (int l = 0; !bad && l < d->n_layers; l++) {
+        const uint8_t *f = take(r, 1);
+        bad = !f || *f != (d->is_full[l] ? 1 : 0);
+    }
+    if (bad || (int)get32(r) != d->n_kv || (int)get32(r) != d->head_dim ||
+        (int)get32(r) != d->conv_ch || (int)get32(r) != d->conv_k || (int)get32(r) != d->n_v ||
+        (int)get32(r) != d->dk || (int)get32(r) != d->dv)
+        return err_set(ERR_INVAL, "%s: shape differs from this model's", what);
+    if ((int)get32(r) != s->kv_type)
+        return err_set(ERR_INVAL, "%s: stored with another KV cache type", what);
+    for (int l = 0; l < d->n_layers; l++) {
+        float k = getf(r), v = getf(r);
+        /* exact, every layer: a piece is accepted only as this state would write it */
+        if (k != s->layer[l].k_scale || v != s->layer[l].v_scale)
+            return err_set(ERR_INVAL, "%s: layer %d FP8 scales differ", what, l);
+    }
+    return r->bad ? err_set(ERR_INVAL, "%s: truncated header", what) : 0;
+}
+
+/* Checks the trailing CRC-32C and returns a reader over what it covers. */
+static int crc_open(struct rd *r, const void *data, size_t n, const char *what)
+{
+    if (n < 8 + 4) {
+        r->bad = 1;
+        return err_set(ERR_INVAL, "%s: %zu bytes is too short", what, n);
+    }
+    const uint8_t *p = data;
+    uint32_t want = (uint32_t)p[n - 4] | (uint32_t)p[n - 3] << 8 | (uint32_t)p[n - 2] << 16 |
+                    (uint32_t)p[n - 1] << 24;
+    if (crc32c(0, p, n - 4) != want)
+        return err_set(ERR_INVAL, "%s: checksum mismatch (damaged or truncated)", what);
+    *r = (struct rd){ p, n - 4, 0, 0 };
+    return 0;
+}
+
+int seq_export_kv(const struct seq_state *s, const uint8_t model_id[32], long from, long to,
+                  struct buf *out)
+{
+    if (from < 0 || to < from || to > s->pos || to > s->written)
+        return err_set(ERR_INVAL, "state: cannot export KV rows [%ld, %ld) of %ld", from, to,
+                       s->pos);
+    size_t start = out->len, row = kv_row_bytes(s), n = (size_t)(to - from) * row;
+    int rc = buf_append(out, kvr_magic, 8) | put32(out, SEQ_FORMAT_VERSION);
+    rc |= shape_put(out, s, model_id);
+    rc |= put64(out, (uint64_t)from) | put64(out, (uint64_t)to);
+    for (int l = 0; l < s->d.n_layers && rc == 0; l++) {
+        if (!s->d.is_full[l])
+            continue;
+        rc |= buf_append(out, s->layer[l].k + (size_t)from * row, n);
+        rc |= buf_append(out, s->layer[l].v + (size_t)from * row, n);
+    }
+    if (rc == 0)
+        rc = put32(out, crc32c(0, out->p + start, out->len - start));
+    if (rc < 0) {
+        out->len = start;
+        return err_set(ERR_NOMEM, "state: out of memory exporting KV rows");
+    }
+    return 0;
+}
+
+int seq_import_kv(struct seq_state *s, const uint8_t model_id[32], const void *data, size_t n,
+                  long *from_out, long *to_out)
+{
+    struct rd r;
+    int rc = crc_open(&r, data, n, "KV rows");
+    if (rc < 0 || (rc = shape_check(&r, kvr_magic, s, model_id, "KV rows")) < 0)
+        return rc;
+    uint64_t from = get64(&r), to = get64(&r);
+    if (r.bad || from > to || to > (1u << 30))
+        return err_set(ERR_INVAL, "KV rows: bad range [%llu, %llu)", (unsigned long long)from,
+                       (unsigned long long)to);
+    size_t row = kv_row_bytes(s), len = (size_t)(to - from) * row, full = 0, need;
+    for (int l = 0; l < s->d.n_layers; l++)
+        full += s->d.is_full[l] != 0;
+    if (ckd_mul_sz(&need, len, 2 * full) || need != r.n - r.off)
+        return err_set(ERR_INVAL, "KV rows: %zu bytes of rows, the header implies %zu", r.n - r.off,
+                       need);
+    if ((rc = seq_reserve(s, (long)to)) < 0)
+        return rc;
+    seq_will_write(s, (long)from, (long)(to - from));
+    for (int l = 0; l < s->d.n_layers; l++) {
+        if (!s->d.is_full[l])
+            continue;
+        memcpy(s->layer[l].k + from * row, take(&r, len), len);
+        memcpy(s->layer[l].v + from * row, take(&r, len), len);
+    }
+    if (from_out)
+        *from_out = (long)from;
+    if (to_out)
+        *to_out = (long)to;
+    return 0;
+}
+
+int seq_export_gdn(const struct seq_state *s, const uint8_t model_id[32], struct buf *out)
+{
+    size_t start = out->len;
+    int rc = buf_append(out, gdn_magic, 8) | put32(out, SEQ_FORMAT_VERSION);
+    rc |= shape_put(out, s, model_id);
+    rc |= put64(out, (uint64_t)s->pos);
+    for (int l = 0; l < s->d.n_layers && rc == 0; l++) {
+        if (s->d.is_full[l])
+            continue;
+        rc |= buf_append(out, s->layer[l].conv, conv_floats(&s->d) * sizeof(float));
+        rc |= buf_append(out, s->layer[l].state, rec_floats(&s->d) * sizeof(float));
+    }
+    if (rc == 0)
+        rc = put32(out, crc32c(0, out->p + start, out->len - start));
+    if (rc < 0) {
+        out->len = start;
+        return err_set(ERR_NOMEM, "state: out of memory exporting DeltaNet states");
+    }
+    return 0;
+}
+
+int seq_import_gdn(struct seq_state *s, const uint8_t model_id[32], const void *data, size_t n)
+{
+    struct rd r;
+    int rc = crc_open(&r, data, n, "DeltaNet states");
+    if (rc < 0 || (rc = shape_check(&r, gdn_magic, s, model_id, "DeltaNet states")) < 0)
+        return rc;
+    uint64_t pos = get64(&r);
+    if (r.bad || pos > (uint64_t)s->written)
+        return err_set(ERR_INVAL, "DeltaNet states: position %llu beyond the %ld KV rows held",
+                       (unsigned long long)pos, s->written);
+    size_t cb = conv_floats(&s->d) * sizeof(float), sb = rec_floats(&s->d) * sizeof(float);
+    size_t need = 0;
+    for (int l = 0; l < s->d.n_layers; l++)
+        need += s->d.is_full[l] ? 0 : cb + sb;
+    if (need != r.n - r.off)
+        return err_set(ERR_INVAL, "DeltaNet states: %zu bytes, the header implies %zu", r.n - r.off,
+                       need);
+    for (int l = 0; l < s->d.n_layers; l++) {
+        if (s->d.is_full[l])
+            continue;
+        memcpy(s->layer[l].conv, take(&r, cb), cb);
+        memcpy(s->layer[l].state, take(&r, sb), sb);
+    }
+    s->pos = (long)pos;
+    return 0;
+}

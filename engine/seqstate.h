@@ -109,4 +109,28 @@ int seq_serialize(const struct seq_state *s, const uint8_t model_id[32], struct 
 int seq_deserialize(struct seq_state **out, const uint8_t model_id[32], const struct seq_dims *want,
                     const void *data, size_t n);
 
+/* ---- pieces of a state, for the prefix cache (app/prefix_cache.c)
+ *
+ * KV rows: "LODEKVR\0" u32 SEQ_FORMAT_VERSION, the shape header (model id,
+ * dims, kv type, per-layer FP8 scales), u64 from, u64 to, then for each full
+ * layer its K rows [from, to) and V rows, then a CRC-32C of everything before.
+ * DeltaNet: "LODEGDN\0" u32 version, the shape header, u64 pos, then each
+ * DeltaNet layer's conv and recurrent state, then a CRC-32C. */
+
+/* Appends KV rows [from, to) of every full layer (0 <= from <= to <= s->pos). */
+int seq_export_kv(const struct seq_state *s, const uint8_t model_id[32], long from, long to,
+                  struct buf *out);
+/* Writes exported rows back at their positions (growing s as needed) and
+ * marks them written; s->pos is not moved. Refuses another model, format
+ * version, shape, KV type or FP8 scale, and a bad checksum (ERR_INVAL).
+ * *from / *to (may be NULL) get the row range. */
+int seq_import_kv(struct seq_state *s, const uint8_t model_id[32], const void *data, size_t n,
+                  long *from, long *to);
+/* Appends the DeltaNet conv + recurrent states and the position they belong to. */
+int seq_export_gdn(const struct seq_state *s, const uint8_t model_id[32], struct buf *out);
+/* Restores exported DeltaNet states and sets s->pos to their position. The
+ * KV rows below it must be in s already (imported or computed in this
+ * timeline): ERR_INVAL when fewer than pos rows are written. */
+int seq_import_gdn(struct seq_state *s, const uint8_t model_id[32], const void *data, size_t n);
+
 #endif

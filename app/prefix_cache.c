@@ -1,0 +1,405 @@
+/*
+ * prefix_cache.c - restore the longest cached prefix, save blocks and
+ * snapshots (see prefix_cache.h for the keys and the calling pattern).
+ *
+ * A snapshot payload is: u64 n_kv (little-endian), the seq_export_kv piece
+ * of the partial block (n_kv bytes), then the seq_export_gdn piece.
+ */
+#include "app/prefix_cache.h"
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/text.h"
+#include "db/cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pc {
+    struct eng *e;
+    struct cache *c;
+    uint8_t model[32];
+    uint64_t budget;
+    long every;
+    /* the last chain position known to be fully stored: saves skip blocks below it */
+    long memo_n;
+    int memo_kv;
+    uint8_t memo_key[32];
+};
+
+typedef uint8_t hash32[32];
+
+int pc_open(struct pc **out, struct eng *e, const struct pc_opts *o)
+{
+    *out = NULL;
+    struct pc *pc = calloc(1, sizeof *pc);
+    if (!pc)
+        return err_set(ERR_NOMEM, "out of memory");
+    int rc = cache_open(&pc->c, o ? o->path : NULL);
+    if (rc < 0) {
+        free(pc);
+        return rc;
+    }
+    pc->e = e;
+    eng_model_id(e, pc->model);
+    pc->budget = o && o->budget ? o->budget : cache_default_budget(pc->c);
+    pc->every = o && o->every ? o->every : PC_EVERY_DEFAULT;
+    pc->memo_n = -1;
+    *out = pc;
+    return 0;
+}
+
+void pc_close(struct pc *pc)
+{
+    if (!pc)
+        return;
+    cache_close(pc->c);
+    free(pc);
+}
+
+struct cache *pc_store(struct pc *pc) { return pc->c; }
+
+static void put_u32(struct sha256 *h, uint32_t v)
+{
+    uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+    sha256_update(h, b, 4);
+}
+
+/* Token ids are hashed as little-endian int32 (lode runs on little-endian hosts). */
+static void put_tokens(struct sha256 *h, const int32_t *t, long n)
+{
+    sha256_update(h, t, (size_t)n * sizeof *t);
+}
+
+/* chain[0..nb]: h_0 (model, format, KV type, block size) and each block's chain hash. */
+static int chain_hashes(const struct pc *pc, int kv_type, const int32_t *tokens, long nb,
+                        hash32 **out)
+{
+    hash32 *ch = malloc((size_t)(nb + 1) * sizeof *ch);
+    if (!ch)
+        return err_set(ERR_NOMEM, "prefix cache: out of memory hashing %ld blocks", nb);
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, "lode-prefix-cache", 17);
+    sha256_update(&h, pc->model, 32);
+    put_u32(&h, SEQ_FORMAT_VERSION);
+    put_u32(&h, (uint32_t)kv_type);
+    put_u32(&h, PC_BLOCK);
+    sha256_final(&h, ch[0]);
+    for (long j = 1; j <= nb; j++) {
+        sha256_init(&h);
+        sha256_update(&h, ch[j - 1], 32);
+        sha256_update(&h, "B", 1);
+        put_tokens(&h, tokens + (j - 1) * PC_BLOCK, PC_BLOCK);
+        sha256_final(&h, ch[j]);
+    }
+    *out = ch;
+    return 0;
+}
+
+/* The key of a snapshot at pos on top of block chain hash base (pos - b tokens past it). */
+static void snap_key(const uint8_t base[32], const int32_t *tokens, long b, long pos,
+                     uint8_t out[32])
+{
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, base, 32);
+    sha256_update(&h, "S", 1);
+    put_u32(&h, (uint32_t)(pos - b));
+    put_tokens(&h, tokens + b, pos - b);
+    sha256_final(&h, out);
+}
+
+static struct cache_key mkkey(const struct pc *pc, int kind, const uint8_t key[32])
+{
+    struct cache_key k = { .kind = kind, .fmt = SEQ_FORMAT_VERSION };
+    memcpy(k.key, key, 32);
+    memcpy(k.model, pc->model, 32);
+    return k;
+}
+
+/* ---------------------------------------------------------------- restore */
+
+struct find {
+    const int32_t *tokens;
+    long b;    /* first token of the partial block */
+    long have; /* candidates must be longer */
+    const uint8_t *base;
+    long pos; /* the match; 0 when none */
+    uint8_t key[32];
+};
+
+static int find_fn(void *ctx, const uint8_t key[32], long pos)
+{
+    struct find *f = ctx;
+    if (pos <= f->have)
+        return 1; /* longest first: nothing further is useful */
+    if (pos < f->b || pos - f->b >= PC_BLOCK)
+        return 0;
+    uint8_t want[32];
+    snap_key(f->base, f->tokens, f->b, pos, want);
+    if (memcmp(want, key, 32))
+        return 0; /* a snapshot of another continuation */
+    f->pos = pos;
+    memcpy(f->key, key, 32);
+    return 1;
+}
+
+/* Restores blocks (have, b] and the snapshot; s->pos moves only on success. */
+static int restore_one(struct pc *pc, struct seq_state *s, hash32 *chain, long bi, long have,
+                       const struct find *f, struct pc_report *r)
+{
+    struct buf b = { 0 };
+    int rc = 0;
+    for (long j = 1; j <= bi && rc == 0; j++) {
+        struct cache_key k = mkkey(pc, CACHE_BLOCK, chain[j]);
+        if (j * PC_BLOCK <= have) {
+            rc = cache_touch(pc->c, &k);
+            continue;
+        }
+        long from, to;
+        if ((rc = cache_get(pc->c, &k, &b)) == 0 &&
+            (rc = seq_import_kv(s, pc->model, b.p, b.len, &from, &to)) == 0 &&
+            (from != (j - 1) * PC_BLOCK || to != j * PC_BLOCK))
+            rc = err_set(ERR_INVAL, "prefix cache: block %ld holds rows [%ld, %ld)", j, from, to);
+        if (rc == 0) {
+            r->blocks_read++;
+            r->bytes_read += b.len;
+        }
+    }
+    struct cache_key k = mkkey(pc, CACHE_SNAP, f->key);
+    if (rc == 0 && (rc = cache_get(pc->c, &k, &b)) == 0) {
+        uint64_t nkv = 0;
+        for (int i = 0; i < 8 && b.len >= 8; i++)
+            nkv |= (uint64_t)(uint8_t)b.p[i] << (8 * i);
+        if (b.len < 8 || nkv > b.len - 8)
+            rc = err_set(ERR_INVAL, "prefix cache: malformed snapshot");
+        else if ((rc = seq_import_kv(s, pc->model, b.p + 8, (size_t)nkv, NULL, NULL)) == 0)
+            rc = seq_import_gdn(s, pc->model, b.p + 8 + nkv, b.len - 8 - (size_t)nkv);
+        if (rc == 0 && s->pos != f->pos)
+            rc = err_set(ERR_INVAL, "prefix cache: snapshot at %ld claims position %ld", f->pos,
+                         s->pos);
+        if (rc == 0)
+            r->bytes_read += b.len;
+    }
+    buf_free(&b);
+    return rc;
+}
+
+/* Restores at most `limit` tokens of tokens[0, n). */
+static int restore(struct pc *pc, struct seq_state *s, const int32_t *tokens, long n, long limit,
+                   long have, long *reused, struct pc_report *r)
+{
+    struct pc_report dummy = { 0 };
+    r = r ? r : &dummy;
+    *reused = s->pos;
+    if (have != s->pos || have < 0 || n < 0)
+        return err_set(ERR_INVAL, "prefix cache: state at %ld, caller says %ld", s->pos, have);
+    if (limit > n)
+        limit = n;
+    if (limit <= have)
+        return 0;
+    double t0 = time_s();
+    long nb = limit / PC_BLOCK;
+    hash32 *chain;
+    int rc = chain_hashes(pc, s->kv_type, tokens, nb, &chain);
+    if (rc < 0)
+        return rc;
+    /* a damaged entry is deleted when found, so each retry sees less; a few are plenty */
+    for (int attempt = 0; attempt < 4; attempt++) {
+        struct find f = { .tokens = tokens, .have = have };
+        long bi;
+        for (bi = nb; bi >= 0 && bi * PC_BLOCK + PC_BLOCK - 1 > have; bi--) {
+            f.b = bi * PC_BLOCK;
+            f.base = chain[bi];
+            struct cache_key k = mkkey(pc, CACHE_SNAP, chain[bi]);
+            if ((rc = cache_snaps(pc->c, &k, chain[bi], limit, find_fn, &f)) < 0)
+                break;
+            if (!f.pos)
+                continue;
+            /* every block below must be there too */
+            for (long j = 1; j <= bi && rc >= 0; j++) {
+                struct cache_key bk = mkkey(pc, CACHE_BLOCK, chain[j]);
+                if (j * PC_BLOCK > have && (rc = cache_has(pc->c, &bk)) == 0)
+                    f.pos = 0;
+                if (!f.pos)
+                    break;
+            }
+            if (rc < 0 || f.pos)
+                break;
+        }
+        if (rc < 0 || !f.pos)
+            break;
+        rc = restore_one(pc, s, chain, bi, have, &f, r);
+        if (rc == 0) {
+            pc->memo_n = bi;
+            pc->memo_kv = s->kv_type;
+            memcpy(pc->memo_key, chain[bi], 32);
+            break;
+        }
+        if (rc == ERR_NOMEM)
+            break;
+        /* s->pos is still `have`: the rows imported above it are just overwritten later */
+        log_msg(LOG_WARN, "prefix cache: %s (trying a shorter prefix)", err_msg());
+        r->failures++;
+        rc = 0;
+    }
+    free(chain);
+    if (rc < 0 && rc != ERR_NOMEM) {
+        log_msg(LOG_WARN, "prefix cache: %s (computing instead)", err_msg());
+        r->failures++;
+        rc = 0;
+    }
+    *reused = s->pos;
+    r->reused += s->pos - have;
+    r->restore_s += time_s() - t0;
+    return rc;
+}
+
+int pc_restore(struct pc *pc, struct seq_state *s, const int32_t *tokens, long n, long have,
+               long *reused, struct pc_report *r)
+{
+    return restore(pc, s, tokens, n, n - 1, have, reused, r);
+}
+
+/* ---------------------------------------------------------------- save */
+
+static int put_block(struct pc *pc, const struct seq_state *s, const uint8_t key[32], long j,
+                     struct buf *b, struct pc_report *r)
+{
+    struct cache_key k = mkkey(pc, CACHE_BLOCK, key);
+    int rc = cache_has(pc->c, &k);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    buf_reset(b);
+    if ((rc = seq_export_kv(s, pc->model, (j - 1) * PC_BLOCK, j * PC_BLOCK, b)) < 0 ||
+        (rc = cache_put(pc->c, &k, NULL, j * PC_BLOCK, b->p, b->len)) < 0)
+        return rc;
+    r->blocks_written++;
+    r->bytes_written += b->len;
+    return 0;
+}
+
+int pc_save(struct pc *pc, const struct seq_state *s, const int32_t *tokens, long n,
+            struct pc_report *r)
+{
+    struct pc_report dummy = { 0 };
+    r = r ? r : &dummy;
+    if (n != s->pos || n < 0)
+        return err_set(ERR_INVAL, "prefix cache: saving %ld tokens of a state at %ld", n, s->pos);
+    if (n == 0)
+        return 0;
+    double t0 = time_s();
+    long nb = n / PC_BLOCK;
+    hash32 *chain;
+    int rc = chain_hashes(pc, s->kv_type, tokens, nb, &chain);
+    if (rc < 0)
+        return rc;
+    struct buf b = { 0 };
+    long j = 1;
+    if (pc->memo_n >= 0 && pc->memo_n <= nb && pc->memo_kv == s->kv_type &&
+        !memcmp(pc->memo_key, chain[pc->memo_n], 32))
+        j = pc->memo_n + 1;
+    for (; j <= nb && rc == 0; j++)
+        rc = put_block(pc, s, chain[j], j, &b, r);
+    if (rc == 0) {
+        uint8_t key[32];
+        snap_key(chain[nb], tokens, nb * PC_BLOCK, n, key);
+        struct cache_key k = mkkey(pc, CACHE_SNAP, key);
+        if ((rc = cache_has(pc->c, &k)) == 1) {
+            rc = cache_touch(pc->c, &k);
+        } else if (rc == 0) {
+            uint8_t len[8] = { 0 };
+            buf_reset(&b);
+            if ((rc = buf_append(&b, len, 8)) == 0 &&
+                (rc = seq_export_kv(s, pc->model, nb * PC_BLOCK, n, &b)) == 0) {
+                uint64_t nkv = b.len - 8;
+                for (int i = 0; i < 8; i++)
+                    b.p[i] = (char)(uint8_t)(nkv >> (8 * i));
+                if ((rc = seq_export_gdn(s, pc->model, &b)) == 0 &&
+                    (rc = cache_put(pc->c, &k, chain[nb], n, b.p, b.len)) == 0) {
+                    r->snaps_written++;
+                    r->bytes_written += b.len;
+                }
+            }
+        }
+    }
+    if (rc == 0) {
+        pc->memo_n = nb;
+        pc->memo_kv = s->kv_type;
+        memcpy(pc->memo_key, chain[nb], 32);
+        rc = cache_prune(pc->c, pc->budget, NULL);
+    }
+    buf_free(&b);
+    free(chain);
+    if (rc < 0 && rc != ERR_NOMEM) {
+        /* the cache is an optimisation: a full disk or a busy file does not fail the turn */
+        log_msg(LOG_WARN, "prefix cache: saving failed: %s", err_msg());
+        r->failures++;
+        rc = 0;
+    }
+    r->save_s += time_s() - t0;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- prefill */
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+#define PC_STEP 512 /* tokens per forward call: the granularity of progress and interrupts */
+
+int pc_prefill(struct pc *pc, struct seq_state *s, const int32_t *tokens, long n, long have,
+               const long *marks, int nmarks, float *logits, pc_progress_fn fn, void *ctx,
+               struct pc_report *r)
+{
+    struct pc_report dummy = { 0 };
+    r = r ? r : &dummy;
+    long pos;
+    /* without logits to produce, the whole sequence may come from the cache */
+    int rc = restore(pc, s, tokens, n, logits ? n - 1 : n, have, &pos, r);
+    if (rc < 0)
+        return rc;
+    /* checkpoints past pos: the marks, every `every` tokens, and the end */
+    long nstops = 1 + nmarks + (pc->every > 0 ? (n - pos) / pc->every + 1 : 0);
+    long *stops = malloc((size_t)nstops * sizeof *stops), ns = 0;
+    if (!stops)
+        return err_set(ERR_NOMEM, "out of memory");
+    for (int i = 0; i < nmarks; i++)
+        if (marks[i] > pos && marks[i] < n)
+            stops[ns++] = marks[i];
+    if (pc->every > 0)
+        for (long p = (pos / pc->every + 1) * pc->every; p < n; p += pc->every)
+            stops[ns++] = p;
+    stops[ns++] = n;
+    qsort(stops, (size_t)ns, sizeof *stops, cmp_long);
+    double t0 = time_s();
+    long start = pos;
+    for (long i = 0; i < ns && rc == 0; i++) {
+        if (stops[i] <= s->pos)
+            continue;
+        while (s->pos < stops[i] && rc == 0) {
+            long T = stops[i] - s->pos < PC_STEP ? stops[i] - s->pos : PC_STEP;
+            int last = s->pos + T == n;
+            rc = eng_forward(pc->e, s, tokens + s->pos, T, last ? logits : NULL, 0);
+            if (rc == 0 && fn && fn(ctx, s->pos, n))
+                rc = err_set(ERR_INTERRUPTED, "prefill interrupted at token %ld of %ld", s->pos, n);
+        }
+        if (rc == 0 || rc == ERR_INTERRUPTED) {
+            double ts = time_s();
+            int src = pc_save(pc, s, tokens, s->pos, r);
+            t0 += time_s() - ts; /* saving is not prefill time */
+            if (src < 0)
+                rc = src;
+        }
+    }
+    r->computed += s->pos - start;
+    r->prefill_s += time_s() - t0;
+    free(stops);
+    return rc;
+}

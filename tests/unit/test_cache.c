@@ -1,0 +1,473 @@
+/* test_cache.c - the prefix/state cache: seqstate pieces, the store (chunks, commit records,
+ * corruption, LRU eviction, kill -9) and the glue on a tiny mkmodel checkpoint. */
+#include "app/prefix_cache.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "db/cache.h"
+#include "engine/mkmodel.h"
+#include "engine/model.h"
+#include "engine/seqstate.h"
+#include "kernels/kernels.h"
+#include "testhelp.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static char tmpdir[256];
+
+static void tmp_path(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", tmpdir, name);
+}
+
+static void rm_db(const char *path)
+{
+    char p[600];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
+/* ---------------------------------------------------------------- seqstate pieces */
+
+static struct seq_dims tiny_dims(void)
+{
+    struct seq_dims d;
+    memset(&d, 0, sizeof d);
+    d.n_layers = 4;
+    d.is_full[1] = d.is_full[3] = 1;
+    d.n_kv = 2;
+    d.head_dim = 8;
+    d.conv_ch = 12;
+    d.conv_k = 4;
+    d.n_v = 2;
+    d.dk = 3;
+    d.dv = 5;
+    return d;
+}
+
+static void fill(struct seq_state *s, long n, struct th_rng *r)
+{
+    seq_will_write(s, s->pos, n);
+    REQUIRE(seq_reserve(s, s->pos + n) == 0);
+    size_t row = (size_t)s->d.n_kv * s->d.head_dim;
+    for (long t = 0; t < n; t++, s->pos++)
+        for (int l = 0; l < s->d.n_layers; l++)
+            if (s->d.is_full[l]) {
+                uint8_t *k = seq_k_row(s, l, s->pos), *v = seq_v_row(s, l, s->pos);
+                for (size_t i = 0; i < row; i++)
+                    k[i] = (uint8_t)th_next(r), v[i] = (uint8_t)th_next(r);
+            }
+    for (int l = 0; l < s->d.n_layers; l++)
+        if (!s->d.is_full[l]) {
+            for (int i = 0; i < s->d.conv_ch * (s->d.conv_k - 1); i++)
+                s->layer[l].conv[i] = th_uniform(r);
+            for (int i = 0; i < s->d.n_v * s->d.dk * s->d.dv; i++)
+                s->layer[l].state[i] = th_uniform(r);
+        }
+}
+
+/* Same KV rows [0, pos) and DeltaNet states, bit for bit. */
+static int same_state(struct seq_state *a, struct seq_state *b)
+{
+    if (a->pos != b->pos)
+        return 0;
+    size_t row = (size_t)a->d.n_kv * a->d.head_dim; /* FP8: one byte each */
+    for (int l = 0; l < a->d.n_layers; l++) {
+        if (a->d.is_full[l]) {
+            if (a->pos && (memcmp(seq_k_row(a, l, 0), seq_k_row(b, l, 0), row * a->pos) ||
+                           memcmp(seq_v_row(a, l, 0), seq_v_row(b, l, 0), row * a->pos)))
+                return 0;
+        } else if (memcmp(a->layer[l].conv, b->layer[l].conv,
+                          sizeof(float) * a->d.conv_ch * (a->d.conv_k - 1)) ||
+                   memcmp(a->layer[l].state, b->layer[l].state,
+                          sizeof(float) * a->d.n_v * a->d.dk * a->d.dv)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void t_pieces(void)
+{
+    struct th_rng r = { th_seed() };
+    struct seq_dims d = tiny_dims();
+    uint8_t id[32] = { 1, 2, 3 }, other[32] = { 9 };
+    struct seq_state *a, *b;
+    REQUIRE(seq_new(&a, &d, KERN_FP8, 8) == 0);
+    REQUIRE(seq_new(&b, &d, KERN_FP8, 1) == 0);
+    fill(a, 300, &r);
+    struct buf k1 = { 0 }, k2 = { 0 }, g = { 0 };
+    REQUIRE(seq_export_kv(a, id, 0, 256, &k1) == 0);
+    REQUIRE(seq_export_kv(a, id, 256, 300, &k2) == 0);
+    REQUIRE(seq_export_gdn(a, id, &g) == 0);
+    CHECK(seq_export_kv(a, id, 0, 301, &k1) == ERR_INVAL);
+    long from = -1, to = -1;
+    CHECK(seq_import_gdn(b, id, g.p, g.len) == ERR_INVAL); /* no KV rows yet */
+    CHECK(seq_import_kv(b, other, k1.p, k1.len, NULL, NULL) == ERR_INVAL);
+    CHECK(seq_import_kv(b, id, k1.p, k1.len, &from, &to) == 0);
+    CHECK(from == 0 && to == 256);
+    CHECK(seq_import_kv(b, id, k2.p, k2.len, NULL, NULL) == 0);
+    CHECK(seq_import_gdn(b, other, g.p, g.len) == ERR_INVAL);
+    CHECK(seq_import_gdn(b, id, g.p, g.len) == 0);
+    CHECK(same_state(a, b));
+    /* a flipped byte, a newer format version, another KV type, a truncation: all refused */
+    k1.p[100] ^= 1;
+    CHECK(seq_import_kv(b, id, k1.p, k1.len, NULL, NULL) == ERR_INVAL);
+    k1.p[100] ^= 1;
+    CHECK(seq_import_kv(b, id, k1.p, k1.len - 1, NULL, NULL) == ERR_INVAL);
+    struct buf v = { 0 };
+    REQUIRE(seq_export_gdn(a, id, &v) == 0);
+    v.p[8]++; /* the version field */
+    CHECK(seq_import_gdn(b, id, v.p, v.len) == ERR_INVAL);
+    CHECK(strstr(err_msg(), "checksum") != NULL); /* the crc guards the version too */
+    struct seq_state *c;
+    REQUIRE(seq_new(&c, &d, KERN_BF16, 1) == 0);
+    CHECK(seq_import_kv(c, id, k1.p, k1.len, NULL, NULL) == ERR_INVAL);
+    CHECK(strstr(err_msg(), "KV cache type") != NULL);
+    seq_free(c);
+    buf_free(&v);
+    buf_free(&k1);
+    buf_free(&k2);
+    buf_free(&g);
+    seq_free(a);
+    seq_free(b);
+}
+
+/* ---------------------------------------------------------------- the store */
+
+static struct cache_key key_of(int kind, int n, int model)
+{
+    struct cache_key k = { .kind = kind, .fmt = SEQ_FORMAT_VERSION };
+    k.key[0] = (uint8_t)n;
+    k.key[1] = (uint8_t)(n >> 8);
+    k.model[0] = (uint8_t)model;
+    return k;
+}
+
+/* Flips a byte in one chunk behind the store's back. */
+static int corrupt_chunk(const char *path, int64_t entry_seq_offset)
+{
+    sqlite3 *h;
+    if (sqlite3_open(path, &h) != SQLITE_OK)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE chunks SET data = CAST(zeroblob(length(data)) AS BLOB) "
+             "WHERE rowid = (SELECT rowid FROM chunks ORDER BY entry_id DESC, seq LIMIT 1 "
+             "OFFSET %lld)",
+             (long long)entry_seq_offset);
+    int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+    sqlite3_close(h);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static void t_store(void)
+{
+    char path[300];
+    tmp_path(path, sizeof path, "store.db");
+    rm_db(path);
+    struct cache *c;
+    REQUIRE(cache_open(&c, path) == 0);
+    size_t n = 2 * CACHE_CHUNK + 12345;
+    uint8_t *data = malloc(n);
+    REQUIRE(data);
+    struct th_rng r = { th_seed() };
+    for (size_t i = 0; i < n; i++)
+        data[i] = (uint8_t)th_next(&r);
+    struct cache_key k = key_of(CACHE_BLOCK, 1, 1);
+    CHECK(cache_has(c, &k) == 0);
+    REQUIRE(cache_put(c, &k, NULL, 256, data, n) == 0);
+    CHECK(cache_has(c, &k) == 1);
+    REQUIRE(cache_put(c, &k, NULL, 256, data, n) == 0); /* replaces, never duplicates */
+    struct buf b = { 0 };
+    REQUIRE(cache_get(c, &k, &b) == 0);
+    CHECK(b.len == n && !memcmp(b.p, data, n));
+    struct cache_stats st;
+    REQUIRE(cache_stats(c, &st) == 0);
+    CHECK(st.blocks == 1 && st.block_bytes == n && st.snaps == 0 && st.models == 1);
+    /* another model or format version never matches */
+    struct cache_key other = key_of(CACHE_BLOCK, 1, 2);
+    CHECK(cache_get(c, &other, &b) == ERR_NOTFOUND);
+    other = k;
+    other.fmt++;
+    CHECK(cache_has(c, &other) == 0);
+    other = k;
+    other.kind = CACHE_SNAP;
+    CHECK(cache_has(c, &other) == 0);
+    /* snapshots are listed by base, longest first */
+    uint8_t base[32] = { 7 };
+    for (int i = 0; i < 3; i++) {
+        struct cache_key s = key_of(CACHE_SNAP, 10 + i, 1);
+        REQUIRE(cache_put(c, &s, base, 300 + i, data, 100) == 0);
+    }
+    cache_close(c);
+    /* a damaged chunk (the middle one of the big entry) is detected and the entry dropped */
+    REQUIRE(corrupt_chunk(path, 4) == 0);
+    REQUIRE(cache_open(&c, path) == 0);
+    CHECK(cache_get(c, &k, &b) == ERR_INVAL);
+    CHECK(strstr(err_msg(), "damaged") != NULL);
+    CHECK(cache_has(c, &k) == 0);
+    int64_t checked, bad;
+    REQUIRE(cache_verify(c, &checked, &bad) == 0);
+    CHECK(checked == 3 && bad == 0);
+    REQUIRE(cache_clear(c) == 0);
+    REQUIRE(cache_stats(c, &st) == 0);
+    CHECK(st.blocks == 0 && st.snaps == 0);
+    cache_close(c);
+    buf_free(&b);
+    free(data);
+}
+
+static int collect(void *ctx, const uint8_t key[32], long pos)
+{
+    long *v = ctx;
+    v[v[0] + 1] = pos * 1000 + key[0];
+    v[0]++;
+    return v[0] == 2; /* stop after two */
+}
+
+static void t_snaps_and_lru(void)
+{
+    char path[300];
+    tmp_path(path, sizeof path, "lru.db");
+    rm_db(path);
+    struct cache *c;
+    REQUIRE(cache_open(&c, path) == 0);
+    uint8_t base[32] = { 7 }, data[1000] = { 0 };
+    for (int i = 0; i < 3; i++) {
+        struct cache_key s = key_of(CACHE_SNAP, 10 + i, 1);
+        REQUIRE(cache_put(c, &s, base, 300 + i, data, 100) == 0);
+    }
+    long got[8] = { 0 };
+    struct cache_key probe = key_of(CACHE_SNAP, 0, 1);
+    REQUIRE(cache_snaps(c, &probe, base, 301, collect, got) == 0);
+    CHECK(got[0] == 2 && got[1] == 301011 && got[2] == 300010);
+    REQUIRE(cache_clear(c) == 0);
+    /* ten 1000-byte blocks; use 0, 1, 2 again; a budget of 5000 keeps them and 8, 9 */
+    for (int i = 0; i < 10; i++) {
+        struct cache_key k = key_of(CACHE_BLOCK, i, 1);
+        REQUIRE(cache_put(c, &k, NULL, 256, data, sizeof data) == 0);
+    }
+    struct buf b = { 0 };
+    for (int i = 0; i < 3; i++) {
+        struct cache_key k = key_of(CACHE_BLOCK, i, 1);
+        CHECK(i == 2 ? cache_touch(c, &k) == 0 : cache_get(c, &k, &b) == 0);
+    }
+    uint64_t freed;
+    REQUIRE(cache_prune(c, 5000, &freed) == 0);
+    CHECK(freed == 5000);
+    for (int i = 0; i < 10; i++) {
+        struct cache_key k = key_of(CACHE_BLOCK, i, 1);
+        CHECKF(cache_has(c, &k) == (i <= 2 || i >= 8), "block %d", i);
+    }
+    CHECK(cache_default_budget(c) > 0);
+    buf_free(&b);
+    cache_close(c);
+}
+
+/* A writer killed with SIGKILL at random points: the file always opens, every complete entry
+ * verifies, and nothing half-written is left or visible. */
+static void t_kill9(void)
+{
+    char path[300];
+    tmp_path(path, sizeof path, "kill.db");
+    rm_db(path);
+    struct th_rng r = { th_seed() };
+    size_t n = 3 * CACHE_CHUNK + 77;
+    for (int round = 0; round < 8; round++) {
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            struct cache *c;
+            if (cache_open(&c, path) < 0)
+                _exit(3);
+            uint8_t *data = malloc(n);
+            if (!data)
+                _exit(4);
+            for (int i = 0;; i++) {
+                memset(data, i, n);
+                struct cache_key k = key_of(CACHE_BLOCK, round * 1000 + i, 1);
+                if (cache_put(c, &k, NULL, 256, data, n) < 0)
+                    _exit(5);
+            }
+        }
+        usleep((useconds_t)(th_next(&r) % 40000));
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        CHECKF(WIFSIGNALED(status), "round %d: the writer exited by itself (%d)", round,
+               WEXITSTATUS(status));
+        struct cache *c;
+        REQUIRE(cache_open(&c, path) == 0);
+        struct cache_stats st;
+        REQUIRE(cache_stats(c, &st) == 0);
+        CHECK(st.writing == 0);
+        int64_t checked, bad;
+        REQUIRE(cache_verify(c, &checked, &bad) == 0);
+        CHECKF(bad == 0, "round %d: %lld damaged of %lld", round, (long long)bad,
+               (long long)checked);
+        cache_close(c);
+    }
+    /* a 'writing' row left by a dead writer after a mid-entry commit is dropped on open */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    sqlite3 *h;
+    REQUIRE(sqlite3_open(path, &h) == SQLITE_OK);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO entries(kind, key, model, fmt, pos, state, writer_pid, created) "
+             "VALUES (1, x'00', x'01', 1, 256, 'writing', %d, 0)",
+             (int)pid);
+    CHECK(sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+    struct cache *c;
+    REQUIRE(cache_open(&c, path) == 0);
+    struct cache_stats st;
+    REQUIRE(cache_stats(c, &st) == 0);
+    CHECK(st.writing == 0);
+    cache_close(c);
+}
+
+/* ---------------------------------------------------------------- the glue, on a model */
+
+static char model_dir[300], model2_dir[300];
+
+static int make_model(char *dir, size_t cap, const char *name, int mixed)
+{
+    snprintf(dir, cap, "%s/%s", tmpdir, name);
+    struct mk_opts mo = {
+        .out = dir, .preset = MK_TINY, .mixed = mixed, .text_layout = 1, .seed = 1, .shards = 1
+    };
+    return mk_write(&mo);
+}
+
+static void t_model(void)
+{
+    REQUIRE(make_model(model_dir, sizeof model_dir, "m1", 1) == 0);
+    char path[300];
+    tmp_path(path, sizeof path, "model.db");
+    rm_db(path);
+    struct eng_opts eo = eng_opts_default();
+    eo.threads = 1;
+    struct eng *e;
+    REQUIRE(eng_open(&e, model_dir, &eo) == 0);
+    long V = eng_vocab(e), N = 700;
+    int32_t *tok = malloc(N * sizeof *tok), *tok2 = malloc(N * sizeof *tok2);
+    float *la = malloc(V * sizeof *la), *lb = malloc(V * sizeof *lb);
+    REQUIRE(tok && tok2 && la && lb);
+    struct th_rng r = { th_seed() };
+    for (long i = 0; i < N; i++)
+        tok[i] = (int32_t)(th_next(&r) % (uint64_t)V);
+
+    /* the uninterrupted run, in the pieces pc_prefill uses (512, then to 600), then 100 more */
+    struct seq_state *a, *b, *c;
+    REQUIRE(eng_state_new(e, &a, N) == 0);
+    REQUIRE(eng_forward(e, a, tok, 256, NULL, 0) == 0);
+    REQUIRE(eng_forward(e, a, tok + 256, 256, NULL, 0) == 0);
+    REQUIRE(eng_forward(e, a, tok + 512, 88, NULL, 0) == 0);
+    REQUIRE(eng_forward(e, a, tok + 600, 100, la, 0) == 0);
+
+    struct pc *pc;
+    struct pc_opts po = { .path = path, .budget = 1u << 30, .every = 256 };
+    REQUIRE(pc_open(&pc, e, &po) == 0);
+    struct pc_report rep = { 0 };
+    REQUIRE(eng_state_new(e, &b, 16) == 0);
+    REQUIRE(pc_prefill(pc, b, tok, 600, 0, NULL, 0, NULL, NULL, NULL, &rep) == 0);
+    CHECK(rep.reused == 0 && rep.computed == 600);
+    CHECK(rep.blocks_written == 2 && rep.snaps_written == 3); /* at 256, 512 and 600 */
+
+    /* restore into a fresh state: bit-identical, and the same next-token logits */
+    long reused;
+    REQUIRE(eng_state_new(e, &c, 16) == 0);
+    memset(&rep, 0, sizeof rep);
+    REQUIRE(pc_restore(pc, c, tok, N, 0, &reused, &rep) == 0);
+    CHECK(reused == 600 && rep.reused == 600 && rep.blocks_read == 2 && rep.failures == 0);
+    CHECK(same_state(b, c));
+    REQUIRE(eng_forward(e, c, tok + 600, 100, lb, 0) == 0);
+    CHECK(!memcmp(la, lb, V * sizeof *la));
+
+    /* longest prefix across shared and diverging sequences */
+    struct {
+        long diverge, want;
+    } cases[] = { { 300, 256 }, { 550, 512 }, { 600, 600 }, { 100, 0 }, { 256, 256 } };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(tok2, tok, N * sizeof *tok);
+        for (long t = cases[i].diverge; t < N; t++)
+            tok2[t] = (tok[t] + 1) % (int32_t)V;
+        seq_reset(c);
+        REQUIRE(pc_restore(pc, c, tok2, N, 0, &reused, NULL) == 0);
+        CHECKF(reused == cases[i].want, "diverging at %ld: reused %ld, want %ld", cases[i].diverge,
+               reused, cases[i].want);
+    }
+    /* the whole sequence cached: one token is left to compute */
+    seq_reset(c);
+    REQUIRE(pc_restore(pc, c, tok, 600, 0, &reused, NULL) == 0);
+    CHECK(reused == 512);
+    /* a state that already holds more than the cache offers is left alone */
+    REQUIRE(pc_restore(pc, a, tok, N, N - 1, &reused, NULL) == ERR_INVAL); /* a->pos is N */
+
+    /* a corrupted snapshot chunk: detected, dropped, a shorter prefix restored */
+    pc_close(pc);
+    REQUIRE(corrupt_chunk(path, 0) == 0); /* the newest entry's first chunk: the 600 snapshot */
+    REQUIRE(pc_open(&pc, e, &po) == 0);
+    seq_reset(c);
+    memset(&rep, 0, sizeof rep);
+    REQUIRE(pc_restore(pc, c, tok, N, 0, &reused, &rep) == 0);
+    CHECK(reused == 512 && rep.failures == 1);
+    pc_close(pc);
+
+    /* another checkpoint (same shapes, another precision) never reuses these states */
+    REQUIRE(make_model(model2_dir, sizeof model2_dir, "m2", 0) == 0);
+    struct eng *e2;
+    REQUIRE(eng_open(&e2, model2_dir, &eo) == 0);
+    REQUIRE(pc_open(&pc, e2, &po) == 0);
+    struct seq_state *d;
+    REQUIRE(eng_state_new(e2, &d, 16) == 0);
+    REQUIRE(pc_restore(pc, d, tok, N, 0, &reused, NULL) == 0);
+    CHECK(reused == 0);
+    pc_close(pc);
+    seq_free(d);
+    eng_close(e2);
+
+    /* eviction under a small budget keeps the cache within it */
+    po.budget = 20000;
+    REQUIRE(pc_open(&pc, e, &po) == 0);
+    seq_reset(c);
+    REQUIRE(pc_prefill(pc, c, tok, N, 0, NULL, 0, NULL, NULL, NULL, NULL) == 0);
+    struct cache_stats st;
+    REQUIRE(cache_stats(pc_store(pc), &st) == 0);
+    CHECK(st.block_bytes + st.snap_bytes <= 20000);
+    pc_close(pc);
+
+    seq_free(a);
+    seq_free(b);
+    seq_free(c);
+    free(tok);
+    free(tok2);
+    free(la);
+    free(lb);
+    eng_close(e);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lode-test-cache-%d", (int)getpid());
+    mkdir(tmpdir, 0700);
+    TEST_RUN(t_pieces);
+    TEST_RUN(t_store);
+    TEST_RUN(t_snaps_and_lru);
+    TEST_RUN(t_kill9);
+    TEST_RUN(t_model);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", tmpdir);
+    TEST_END();
+}

@@ -1058,8 +1058,12 @@ static int parse_model(struct tok *t, struct js *j, struct model_spans *ms)
     if (!ms->have_vocab)
         return err_set(ERR_INVAL, "%s: model.vocab is missing", t->name);
     if (ms->merges.p) {
+        /* read the deferred merges, then carry on after the model object */
+        const char *end = j->p;
         j->p = ms->merges.p;
-        return parse_merges(t, j, ms->nv);
+        rc = parse_merges(t, j, ms->nv);
+        j->p = end;
+        return rc;
     }
     return 0;
 }

@@ -341,6 +341,18 @@ static void t_small_bpe(void)
     tok_close(t);
     free(j);
 
+    /* "merges" before "vocab" inside "model" (key order is free in JSON), and
+     * more of the file after the model object */
+    static const char mv[] =
+        "{\"model\": {\"type\": \"BPE\", \"merges\": [[\"a\", \"b\"]], "
+        "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"dropout\": null}, "
+        "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+        "\"use_regex\": false}, \"decoder\": {\"type\": \"ByteLevel\"}, \"added_tokens\": []}";
+    REQUIRE(tok_load(&t, mv, strlen(mv), "merges-first") == 0);
+    ENC(t, "ab", 1, 2);
+    ENC(t, "aba", 1, 2, 0);
+    tok_close(t);
+
     /* pair-form merges and equal pairs: leftmost first ("aaa" -> aa a) */
     j = small_json(NULL, "\"aa\": 300", "[\"a\", \"a\"]", "", "", "null");
     REQUIRE(tok_load(&t, j, strlen(j), "small") == 0);

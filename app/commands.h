@@ -16,12 +16,15 @@ struct command {
 };
 
 extern const struct command cmd_bench;
+extern const struct command cmd_cache;
 extern const struct command cmd_config;
 extern const struct command cmd_generate;
 extern const struct command cmd_inspect;
+extern const struct command cmd_load;
 extern const struct command cmd_logits;
 extern const struct command cmd_mkmodel;
 extern const struct command cmd_pull;
+extern const struct command cmd_run;
 extern const struct command cmd_sandbox;
 extern const struct command cmd_sessions;
 extern const struct command cmd_template;

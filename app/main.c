@@ -7,6 +7,7 @@
  * With no command it starts the interactive interface.
  */
 #include "app/commands.h"
+#include "app/tui.h"
 #include "common/err.h"
 #include "common/log.h"
 
@@ -27,13 +28,16 @@ static const struct command cmd_help = {
 /* clang-format off */
 static const struct command *const commands[] = {
     &cmd_bench,
+    &cmd_cache,
     &cmd_config,
     &cmd_generate,
     &cmd_help,
     &cmd_inspect,
+    &cmd_load,
     &cmd_logits,
     &cmd_mkmodel,
     &cmd_pull,
+    &cmd_run,
     &cmd_sandbox,
     &cmd_sessions,
     &cmd_template,
@@ -57,7 +61,7 @@ static void print_main_help(FILE *fp)
 {
     fprintf(fp,
             "lode %s - a terminal coding agent with its own engine for Qwen3.6-35B-A3B\n\n"
-            "usage: lode [-c key=value]... [COMMAND [ARGS...]]\n\n"
+            "usage: lode [-c key=value]... [--backend SPEC] [--model DIR] [COMMAND [ARGS...]]\n\n"
             "With no command, lode starts the interactive interface.\n\n"
             "commands:\n",
             LODE_VERSION);
@@ -65,6 +69,8 @@ static void print_main_help(FILE *fp)
         fprintf(fp, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
     fprintf(fp, "\nglobal options:\n"
                 "  -c key=value     set a configuration key for this run (see lode config)\n"
+                "  --backend SPEC   auto|cpu|cuda|script:FILE|openai:URL (config key backend)\n"
+                "  --model DIR      the checkpoint directory (config key model)\n"
                 "  -h, --help       this help; lode help COMMAND for one command\n"
                 "  --version        print the version\n\n"
                 "exit codes: 0 done, 1 error, 2 usage or configuration error, 3 turn limit\n");
@@ -106,12 +112,11 @@ const struct command cmd_version = {
     "version", version_run, "print the version", "usage: lode version\n", NULL,
 };
 
-/* The interactive interface is issue #11; until it lands, say so. */
+/* The interactive interface (app/tui.c); --backend/--model are already in the configuration. */
 static int start_ui(struct app *a)
 {
-    fprintf(stderr, "lode: the interactive interface is not built yet; "
-                    "see `lode --help` for the commands that exist\n");
-    return EXIT_OK;
+    struct tui_args ta = { 0 };
+    return tui_main(a, &ta);
 }
 
 int main(int argc, char **argv)
@@ -127,6 +132,8 @@ int main(int argc, char **argv)
     int i = 1;
     const char *sets[64];
     int nsets = 0;
+    const char *gl[2][2];
+    int ngl = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--version")) {
@@ -145,6 +152,12 @@ int main(int argc, char **argv)
             sets[nsets++] = o + 2;
             continue;
         }
+        /* --backend SPEC / --model DIR: the config keys backend and model for this run */
+        if ((!strcmp(o, "--backend") || !strcmp(o, "--model")) && i + 1 < argc && ngl < 2) {
+            gl[ngl][0] = o + 2;
+            gl[ngl++][1] = argv[++i];
+            continue;
+        }
         fprintf(stderr, "lode: unknown option '%s' (see lode --help)\n", o);
         return EXIT_USAGE;
     }
@@ -159,6 +172,12 @@ int main(int argc, char **argv)
         return cmd->fn(&a, argc - i, argv + i);
 
     int rc = cfg_load(&a.cfg, a.cwd);
+    for (int k = 0; rc == 0 && k < ngl; k++) {
+        char origin[32];
+        snprintf(origin, sizeof origin, "flag --%s", gl[k][0]);
+        if ((rc = cfg_set(&a.cfg, gl[k][0], gl[k][1], CFG_SRC_FLAG, origin)) < 0)
+            err_prefix(rc, "--%s %s", gl[k][0], gl[k][1]);
+    }
     for (int k = 0; rc == 0 && k < nsets; k++)
         if ((rc = cfg_set_arg(&a.cfg, sets[k], "flag -c")) < 0)
             err_prefix(rc, "-c %s", sets[k]);

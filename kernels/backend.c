@@ -18,3 +18,105 @@ int kern_cuda_device_info(int dev, struct kern_gpu_info *info)
     return err_set(ERR_UNSUPPORTED, "built without CUDA");
 }
 #endif
+
+/* ---- kernels_cuda.h (device, buffers, linear layers, MoE) */
+#if !LODE_CUDA
+static int kcu_no_cuda(const char *what)
+{
+    return err_set(ERR_UNSUPPORTED, "%s: built without CUDA", what);
+}
+
+int kcu_init(int dev) { return kcu_no_cuda("cuda init"); }
+void kcu_shutdown(void) {}
+void *kcu_stream(void) { return NULL; }
+int kcu_sync(void) { return kcu_no_cuda("cuda sync"); }
+
+int kcu_alloc(struct kcu_buf *b, size_t bytes, const char *what)
+{
+    b->ptr = NULL;
+    b->bytes = 0;
+    return kcu_no_cuda("cuda alloc");
+}
+
+void kcu_free(struct kcu_buf *b) {}
+int kcu_upload(void *dst_dev, const void *src_host, size_t bytes)
+{
+    return kcu_no_cuda("cuda upload");
+}
+int kcu_download(void *dst_host, const void *src_dev, size_t bytes)
+{
+    return kcu_no_cuda("cuda download");
+}
+int kcu_fill(void *dst_dev, int byte, size_t bytes) { return kcu_no_cuda("cuda fill"); }
+int kcu_copy(void *dst_dev, const void *src_dev, size_t bytes, void *stream)
+{
+    return kcu_no_cuda("cuda copy");
+}
+double kcu_peak_gbps(void) { return 0; }
+int kcu_mem_info(size_t *free_bytes, size_t *total_bytes) { return kcu_no_cuda("cuda mem info"); }
+int kcu_scratch(size_t bytes, void **out) { return kcu_no_cuda("cuda scratch"); }
+
+int kcu_weight_upload(struct kcu_weight *dw, const struct kern_weight *w, const char *name)
+{
+    return kcu_no_cuda("cuda weight upload");
+}
+void kcu_weight_free(struct kcu_weight *dw) {}
+int kcu_matmul(const struct kcu_weight *w, const float *x, long T, float *y, void *stream)
+{
+    return kcu_no_cuda("cuda matmul");
+}
+
+int kcu_experts_upload(struct kcu_experts *d, const struct kern_expert *ex, int n, const char *name)
+{
+    return kcu_no_cuda("cuda experts upload");
+}
+void kcu_experts_free(struct kcu_experts *d) {}
+int kcu_moe_route(const float *logits, long T, int E, int k, int *idx, float *wt, void *stream)
+{
+    return kcu_no_cuda("cuda moe route");
+}
+int kcu_moe(const struct kcu_moe *m, void *stream) { return kcu_no_cuda("cuda moe"); }
+#endif
+
+/* ---- kernels_cuda_seq.h (DeltaNet and attention) */
+#if !LODE_CUDA
+static int no_cuda_seq(const char *what)
+{
+    return err_set(ERR_UNSUPPORTED, "%s: built without CUDA", what);
+}
+
+int kcs_conv1d_silu(float *y, const float *x, long ldx, float *state, const float *w, long T,
+                    long C, int kw, void *stream)
+{
+    return no_cuda_seq("cuda conv1d");
+}
+int kcs_gdn_gates(float *g, float *beta, const float *a, const float *b, const float *neg_exp_a,
+                  const float *dt_bias, long T, int n_v, void *stream)
+{
+    return no_cuda_seq("cuda deltanet gates");
+}
+int kcs_gdn_recurrent(const struct kern_gdn *a, void *stream)
+{
+    return no_cuda_seq("cuda deltanet");
+}
+int kcs_gdn_chunked(const struct kern_gdn *a, void *stream) { return no_cuda_seq("cuda deltanet"); }
+int kcs_rmsnorm_gated(float *y, const float *x, const float *z, const float *w, long rows, long n,
+                      float eps, void *stream)
+{
+    return no_cuda_seq("cuda gated rmsnorm");
+}
+int kcs_gdn_decode(const struct kcs_gdn_step *s, void *stream)
+{
+    return no_cuda_seq("cuda deltanet decode");
+}
+int kcs_attn_prep(const struct kcs_attn_prep *p, void *stream)
+{
+    return no_cuda_seq("cuda attention prep");
+}
+size_t kcs_attention_work_bytes(const struct kern_attn *a) { return 0; }
+int kcs_attention(const struct kern_attn *a, const float *gate, long g_tok, long g_head, void *work,
+                  size_t work_bytes, void *stream)
+{
+    return no_cuda_seq("cuda attention");
+}
+#endif

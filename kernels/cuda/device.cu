@@ -42,3 +42,175 @@ extern "C" int kern_cuda_device_info(int dev, struct kern_gpu_info *info)
     CUDA_TRY(cudaMemGetInfo(&info->free_bytes, &info->total_bytes));
     return 0;
 }
+
+/* ------------------------------------------------------------------ backend context */
+
+/* One device and one stream per process: the engine drives the GPU from one thread. */
+static struct {
+    int dev; /* -1 before kcu_init */
+    cudaStream_t stream;
+    void *scratch;
+    size_t scratch_bytes;
+} g_kcu = { -1, NULL, NULL, 0 };
+
+static const char *mib(size_t bytes, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.1f MiB", (double)bytes / 1048576.0);
+    return buf;
+}
+
+extern "C" int kcu_init(int dev)
+{
+    if (g_kcu.dev == dev)
+        return 0;
+    if (g_kcu.dev >= 0)
+        return err_set(ERR_UNSUPPORTED, "cuda: already using device %d, not %d", g_kcu.dev, dev);
+    const char *why = NULL;
+    int n = kern_cuda_device_count(&why);
+    if (n == 0)
+        return err_set(ERR_NOTFOUND, "cuda: no usable GPU (%s)", why ? why : "none found");
+    if (dev < 0 || dev >= n)
+        return err_set(ERR_NOTFOUND, "cuda: device %d does not exist (%d found)", dev, n);
+    cudaDeviceProp p;
+    CUDA_TRY(cudaGetDeviceProperties(&p, dev));
+    if (p.major < 8)
+        return err_set(ERR_UNSUPPORTED, "cuda: %s has compute capability %d.%d, lode needs 8.0",
+                       p.name, p.major, p.minor);
+    CUDA_TRY(cudaSetDevice(dev));
+    CUDA_TRY(cudaStreamCreateWithFlags(&g_kcu.stream, cudaStreamNonBlocking));
+    g_kcu.dev = dev;
+    return 0;
+}
+
+extern "C" void kcu_shutdown(void)
+{
+    if (g_kcu.dev < 0)
+        return;
+    cudaDeviceSynchronize();
+    cudaFree(g_kcu.scratch);
+    cudaStreamDestroy(g_kcu.stream);
+    cudaGetLastError();
+    g_kcu.dev = -1;
+    g_kcu.stream = NULL;
+    g_kcu.scratch = NULL;
+    g_kcu.scratch_bytes = 0;
+}
+
+extern "C" void *kcu_stream(void) { return (void *)g_kcu.stream; }
+
+extern "C" int kcu_sync(void)
+{
+    CUDA_TRY(cudaDeviceSynchronize());
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int kcu_mem_info(size_t *free_bytes, size_t *total_bytes)
+{
+    CUDA_TRY(cudaMemGetInfo(free_bytes, total_bytes));
+    return 0;
+}
+
+extern "C" int kcu_alloc(struct kcu_buf *b, size_t bytes, const char *what)
+{
+    b->ptr = NULL;
+    b->bytes = 0;
+    if (g_kcu.dev < 0) {
+        int rc = kcu_init(0);
+        if (rc < 0)
+            return err_prefix(rc, "cuda: allocating %s", what ? what : "a buffer");
+    }
+    if (bytes == 0)
+        bytes = 1; /* a valid, distinct pointer for empty tensors */
+    cudaError_t e = cudaMalloc(&b->ptr, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        b->ptr = NULL;
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        cudaGetLastError();
+        char a[32], f[32], t[32];
+        return err_set(e == cudaErrorMemoryAllocation ? ERR_NOMEM : ERR_IO,
+                       "cuda: cannot allocate %s for %s: %s free of %s on the device (%s)",
+                       mib(bytes, a, sizeof a), what ? what : "a buffer", mib(fr, f, sizeof f),
+                       mib(tot, t, sizeof t), cudaGetErrorName(e));
+    }
+    b->bytes = bytes;
+    return 0;
+}
+
+extern "C" void kcu_free(struct kcu_buf *b)
+{
+    if (!b || !b->ptr)
+        return;
+    /* fails only after an earlier fault on the device, which the caller has already seen */
+    cudaError_t e = cudaFree(b->ptr);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "lode: CUDA error %s freeing %zu bytes at %s:%d\n", cudaGetErrorName(e),
+                b->bytes, __FILE__, __LINE__);
+        cudaGetLastError();
+    }
+    b->ptr = NULL;
+    b->bytes = 0;
+}
+
+extern "C" int kcu_upload(void *dst_dev, const void *src_host, size_t bytes)
+{
+    if (bytes)
+        CUDA_TRY(cudaMemcpy(dst_dev, src_host, bytes, cudaMemcpyHostToDevice));
+    return 0;
+}
+
+extern "C" int kcu_download(void *dst_host, const void *src_dev, size_t bytes)
+{
+    if (bytes)
+        CUDA_TRY(cudaMemcpy(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+extern "C" int kcu_fill(void *dst_dev, int byte, size_t bytes)
+{
+    if (bytes)
+        CUDA_TRY(cudaMemset(dst_dev, byte, bytes));
+    return 0;
+}
+
+extern "C" int kcu_scratch(size_t bytes, void **out)
+{
+    if (bytes > g_kcu.scratch_bytes) {
+        /* the old buffer may still be read by queued kernels */
+        CUDA_TRY(cudaDeviceSynchronize());
+        CUDA_TRY(cudaFree(g_kcu.scratch));
+        g_kcu.scratch = NULL;
+        g_kcu.scratch_bytes = 0;
+        size_t want = bytes + bytes / 4; /* grow geometrically: fewer syncs */
+        struct kcu_buf b;
+        int rc = kcu_alloc(&b, want, "backend scratch");
+        if (rc < 0)
+            return rc;
+        g_kcu.scratch = b.ptr;
+        g_kcu.scratch_bytes = want;
+    }
+    *out = g_kcu.scratch;
+    return 0;
+}
+
+extern "C" int kcu_copy(void *dst_dev, const void *src_dev, size_t bytes, void *stream)
+{
+    if (bytes)
+        CUDA_TRY(cudaMemcpyAsync(dst_dev, src_dev, bytes, cudaMemcpyDeviceToDevice,
+                                 (cudaStream_t)stream));
+    return 0;
+}
+
+extern "C" double kcu_peak_gbps(void)
+{
+    int dev = g_kcu.dev < 0 ? 0 : g_kcu.dev, khz = 0, bits = 0;
+    if (cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    /* double data rate: two transfers per clock */
+    return 2.0 * khz * 1e3 * (bits / 8.0) / 1e9;
+}

@@ -1,0 +1,611 @@
+/*
+ * test_cuda_attn.c - the CUDA gated-attention kernels against the CPU path (make test-gpu).
+ *
+ * kcs_attn_prep (q/k RMSNorm + partial RoPE, plain and YaRN, fused with the KV write in F32,
+ * BF16 and FP8) against kern_rmsnorm + kern_rope + kern_convert, as engine/forward.c chains
+ * them; kcs_attention (split-KV, sigmoid gate fused) against kern_attention times the gate at
+ * context lengths 1, 63, 64, 65, 4096, 131072 and 1,000,003 (FP8; the CPU reference on the
+ * first kv head's query heads only, to keep the time short), odd head counts and sizes, several
+ * query tokens at once, and a prompt prefilled in pieces equal to the prompt in one piece.
+ * Random data from a fresh seed (printed); outputs poisoned with NaN before the kernels.
+ * Tolerances: fp32 accumulation in another order (1e-4 of the values' scale); prompts on tensor
+ * cores (bf16 operands) ~1e-2 absolute and a normalised squared error below 1e-4; a converted
+ * KV element may round to the neighbouring code when the fp32 inputs differ in the last bit.
+ */
+#include "common/err.h"
+#include "kernels/kernels.h"
+#include "testhelp.h"
+
+static struct th_rng rng;
+static struct kern_cpu *cpu;
+static int have_gpu;
+
+static int gpu_ready(void)
+{
+    if (!kern_cuda_built())
+        return 0;
+    const char *why = NULL;
+    if (kern_cuda_device_count(&why) == 0)
+        return 0;
+    return kcu_init(0) == 0;
+}
+
+static float *rnd(size_t n, float lo, float hi)
+{
+    float *p = malloc(n * sizeof(float) + 16);
+    if (p)
+        for (size_t i = 0; i < n; i++)
+            p[i] = lo + (hi - lo) * (th_uniform(&rng) * 0.5f + 0.5f);
+    return p;
+}
+
+static void *dev_bytes(const void *host, size_t bytes)
+{
+    struct kcu_buf b;
+    if (kcu_alloc(&b, bytes + 16, "test") < 0)
+        return NULL;
+    if ((host ? kcu_upload(b.ptr, host, bytes) : kcu_fill(b.ptr, 0xff, bytes)) < 0)
+        return NULL;
+    return b.ptr;
+}
+
+static void dfree(void *p)
+{
+    struct kcu_buf b = { p, 0 };
+    if (p)
+        kcu_free(&b);
+}
+
+static void *back(const void *d, size_t bytes)
+{
+    void *h = malloc(bytes + 16);
+    if (h && kcu_download(h, d, bytes) < 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static int close_to(const float *got, const float *ref, size_t n, float atol, float rtol,
+                    const char *what)
+{
+    size_t bad = 0, worst = 0;
+    double wd = -1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= atol + rtol * fabs(ref[i]))) {
+            bad++;
+            if (!(d <= wd))
+                wd = d, worst = i;
+        }
+    }
+    if (bad)
+        printf("    %s: %zu of %zu differ, worst [%zu] got %.9g want %.9g\n", what, bad, n, worst,
+               got[worst], ref[worst]);
+    return bad == 0;
+}
+
+static size_t esize(int type) { return type == KERN_F32 ? 4 : type == KERN_BF16 ? 2 : 1; }
+
+/* n random KV elements of type: F32 / BF16 uniform in [-2, 2); FP8 codes with exponents 4..10
+ * (|x| in [1/8, 15]) and random sign and mantissa, never NaN. */
+static void *rnd_kv(int type, size_t n)
+{
+    void *p = malloc(n * esize(type) + 16);
+    if (!p)
+        return NULL;
+    if (type == KERN_FP8) {
+        uint8_t *b = p;
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t r = th_next(&rng);
+            for (size_t j = 0; j < 8 && i + j < n; j++) {
+                unsigned x = (unsigned)(r >> (8 * j)) & 0xff;
+                b[i + j] = (uint8_t)((x & 0x80) | ((4 + ((x >> 3) & 0xf) % 7) << 3) | (x & 7));
+            }
+        }
+    } else if (type == KERN_BF16) {
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)p)[i] = kern_f32_to_bf16(2 * th_uniform(&rng));
+    } else {
+        for (size_t i = 0; i < n; i++)
+            ((float *)p)[i] = 2 * th_uniform(&rng);
+    }
+    return p;
+}
+
+/* ---------------------------------------------------------------- attention */
+
+struct attn_case {
+    int n_q, n_kv, hd, kv_type;
+    long T, pos0;
+    int check_heads; /* query heads compared against the CPU (0: all); the first kv head's */
+};
+
+/* Prompts of the real model's shape run on tensor cores with bf16 q, K, V and P
+ * (kernels_cuda_seq.h): their outputs are within ~1e-3 relative, not fp32 rounding. */
+static int tensor_cores(const struct kern_attn *a)
+{
+    return a->T >= 16 && a->n_q == 8 * a->n_kv && a->head_dim == 256 && a->kv_type != KERN_F32;
+}
+
+/* out[t][h] *= sigmoid(gate) as engine/forward.c does. */
+static void apply_gate(float *out, const float *q, long T, int n_q, int hd, long q_tok)
+{
+    for (long t = 0; t < T; t++)
+        for (int h = 0; h < n_q; h++)
+            for (int i = 0; i < hd; i++)
+                out[(t * n_q + h) * hd + i] *= kern_sigmoid1(q[t * q_tok + h * 2L * hd + hd + i]);
+}
+
+static void attn_run(const struct attn_case *c)
+{
+    int n_q = c->n_q, n_kv = c->n_kv, hd = c->hd, G = n_q / n_kv;
+    long T = c->T, np = c->pos0 + T, q_tok = 2L * n_q * hd;
+    size_t kvn = (size_t)np * n_kv * hd, es = esize(c->kv_type), no = (size_t)T * n_q * hd;
+    float ks = c->kv_type == KERN_FP8 ? 0.25f : 1.0f, vs = c->kv_type == KERN_FP8 ? 0.5f : 1.0f;
+    char what[128];
+    snprintf(what, sizeof what, "attention %d/%d heads of %d, %s, T %ld at %ld", n_q, n_kv, hd,
+             kern_dtype_name(c->kv_type), T, c->pos0);
+    float *q = rnd((size_t)T * q_tok, -1, 1), *out = malloc(no * 4 + 16);
+    void *k = rnd_kv(c->kv_type, kvn), *v = rnd_kv(c->kv_type, kvn);
+    REQUIRE(q && out && k && v);
+    float *dq = dev_bytes(q, (size_t)T * q_tok * 4), *dout = dev_bytes(NULL, no * 4);
+    void *dk = dev_bytes(k, kvn * es), *dv = dev_bytes(v, kvn * es);
+    REQUIRE(dq && dout && dk && dv);
+    struct kern_attn a = { .n_q = n_q,
+                           .n_kv = n_kv,
+                           .head_dim = hd,
+                           .T = T,
+                           .pos0 = c->pos0,
+                           .q = dq,
+                           .q_tok = q_tok,
+                           .q_head = 2L * hd,
+                           .kv_type = c->kv_type,
+                           .k = dk,
+                           .v = dv,
+                           .k_scale = ks,
+                           .v_scale = vs,
+                           .scale = 1.0f / sqrtf((float)hd),
+                           .out = dout };
+    size_t wb = kcs_attention_work_bytes(&a);
+    void *work = wb ? dev_bytes(NULL, wb) : NULL;
+    REQUIRE(!wb || work);
+    if (wb) {
+        CHECK(kcs_attention(&a, dq + hd, q_tok, 2L * hd, work, wb - 4, kcu_stream()) == ERR_INVAL);
+    }
+    CHECK(kcs_attention(&a, dq + hd, q_tok, 2L * hd, work, wb, kcu_stream()) == 0);
+    CHECK(kcu_sync() == 0);
+    float *got = back(dout, no * 4);
+    REQUIRE(got);
+    /* the CPU reference, on the first kv head only when asked (repacked to one kv head) */
+    int nh = c->check_heads ? c->check_heads : n_q;
+    struct kern_attn r = a;
+    r.q = q;
+    r.k = k;
+    r.v = v;
+    r.out = out;
+    void *k1 = NULL, *v1 = NULL;
+    float *got1 = got;
+    if (c->check_heads) {
+        REQUIRE(nh <= G);
+        k1 = malloc((size_t)np * hd * es + 16);
+        v1 = malloc((size_t)np * hd * es + 16);
+        got1 = malloc((size_t)T * nh * hd * 4 + 16);
+        REQUIRE(k1 && v1 && got1);
+        for (long p = 0; p < np; p++) {
+            memcpy((char *)k1 + p * hd * es, (char *)k + p * n_kv * hd * es, hd * es);
+            memcpy((char *)v1 + p * hd * es, (char *)v + p * n_kv * hd * es, hd * es);
+        }
+        for (long t = 0; t < T; t++)
+            memcpy(got1 + t * nh * hd, got + t * n_q * hd, (size_t)nh * hd * 4);
+        r.n_q = nh;
+        r.n_kv = 1;
+        r.k = k1;
+        r.v = v1;
+    }
+    CHECK(kern_attention(cpu, &r) == 0);
+    apply_gate(out, q, T, nh, hd, q_tok);
+    if (tensor_cores(&a)) {
+        CHECK(close_to(got1, out, (size_t)T * nh * hd, 3e-2f, 1e-2f, what));
+        CHECK(th_nmse(got1, out, (size_t)T * nh * hd) < 1e-4);
+    } else {
+        /* fp32 sums over up to 1M positions, on both sides: bounded by the V values' scale */
+        float vmax = c->kv_type == KERN_FP8 ? 15 * vs : 2;
+        CHECK(close_to(got1, out, (size_t)T * nh * hd, 4e-5f * vmax, 1e-4f, what));
+        CHECK(th_nmse(got1, out, (size_t)T * nh * hd) < 1e-6);
+    }
+    if (got1 != got)
+        free(got1);
+    free(k1), free(v1), free(q), free(out), free(k), free(v), free(got);
+    dfree(dq), dfree(dout), dfree(dk), dfree(dv), dfree(work);
+}
+
+static void t_attn_lengths(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    static const long ctx[] = { 1, 63, 64, 65, 4096, 131072 };
+    for (size_t i = 0; i < sizeof ctx / sizeof *ctx; i++) {
+        struct attn_case c = { 16, 2, 256, KERN_FP8, 1, ctx[i] - 1, 0 };
+        attn_run(&c);
+        if (ctx[i] <= 4096) {
+            c.kv_type = KERN_BF16;
+            attn_run(&c);
+            c.kv_type = KERN_F32;
+            attn_run(&c);
+        }
+    }
+}
+
+static void t_attn_1m(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    struct attn_case c = { 16, 2, 256, KERN_FP8, 1, 1000002, 8 };
+    attn_run(&c);
+}
+
+static void t_attn_tokens(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    struct attn_case cs[] = {
+        { 16, 2, 256, KERN_FP8, 3, 5000, 0 }, /* split, several tokens */
+        { 16, 2, 256, KERN_BF16, 70, 100, 0 },
+        { 16, 2, 256, KERN_FP8, 300, 0, 0 }, /* a prompt with no prefix */
+        { 6, 2, 64, KERN_F32, 3, 10, 0 },    /* odd: 3 heads per kv head */
+        { 4, 4, 32, KERN_BF16, 2, 700, 0 },
+        { 8, 1, 128, KERN_FP8, 1, 999, 0 },
+        { 7, 7, 256, KERN_F32, 5, 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++)
+        attn_run(&cs[i]);
+}
+
+static void t_attn_bad(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    struct kern_attn a = { .n_q = 16,
+                           .n_kv = 2,
+                           .head_dim = 100,
+                           .T = 1,
+                           .kv_type = KERN_FP8,
+                           .k_scale = 1,
+                           .v_scale = 1 };
+    CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, NULL) == ERR_INVAL);
+    a.head_dim = 256;
+    a.n_kv = 1;
+    CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, NULL) == ERR_INVAL); /* 16 heads per kv head */
+    a.n_kv = 2;
+    a.kv_type = KERN_I4;
+    CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, NULL) == ERR_INVAL);
+    a.kv_type = KERN_FP8;
+    a.pos0 = 100000;
+    CHECK(kcs_attention_work_bytes(&a) > 0);
+    CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, NULL) == ERR_INVAL); /* no scratch */
+}
+
+/* ---------------------------------------------------------------- prep: norm + RoPE + KV write */
+
+struct prep_io {
+    int n_q, n_kv, hd, rot, kv_type;
+    long T, pos0, cap, kv_tok;
+    double yarn;
+    float *q, *k, *v, *qn, *kn, *inv, ms;
+};
+
+/* What engine/forward.c does for tokens pos0 .. pos0+T-1: q normed + rotated in place, cache
+ * rows written. */
+static int prep_cpu(struct prep_io *p, void *kc, void *vc)
+{
+    int hd = p->hd;
+    long q_tok = 2L * p->n_q * hd;
+    float ksc = p->kv_type == KERN_FP8 ? 0.05f : 1.0f, vsc = p->kv_type == KERN_FP8 ? 0.02f : 1.0f;
+    float *kr = malloc((size_t)hd * 4);
+    if (!kr)
+        return -1;
+    kern_rmsnorm(p->q, 2L * hd, p->q, 2L * hd, p->qn, p->T * p->n_q, hd, 1e-6f);
+    for (long t = 0; t < p->T; t++) {
+        long pos = p->pos0 + t;
+        kern_rope(p->q + t * q_tok, 2L * hd, p->n_q, p->rot, p->inv, p->ms, pos);
+        for (int g = 0; g < p->n_kv; g++) {
+            const float *k = p->k + t * p->kv_tok + (long)g * hd;
+            kern_rmsnorm(kr, hd, k, hd, p->kn, 1, hd, 1e-6f);
+            kern_rope(kr, hd, 1, p->rot, p->inv, p->ms, pos);
+            size_t off = ((size_t)pos * p->n_kv + g) * hd * esize(p->kv_type);
+            if (kern_convert((char *)kc + off, p->kv_type, kr, KERN_F32, hd, ksc) < 0 ||
+                kern_convert((char *)vc + off, p->kv_type, p->v + t * p->kv_tok + (long)g * hd,
+                             KERN_F32, hd, vsc) < 0) {
+                free(kr);
+                return -1;
+            }
+        }
+    }
+    free(kr);
+    return 0;
+}
+
+/* Two caches agree: bytes equal, or (a last-bit difference in the fp32 input) neighbouring
+ * codes of the same sign for at most 1% of the elements. */
+static int kv_agree(const void *got, const void *want, size_t n, int type, const char *what)
+{
+    size_t diff = 0, far = 0;
+    for (size_t i = 0; i < n; i++) {
+        long a, b;
+        if (type == KERN_F32) {
+            float x = ((const float *)got)[i], y = ((const float *)want)[i];
+            if (!(fabsf(x - y) <= 1e-5f + 1e-5f * fabsf(y)))
+                far++;
+            continue;
+        }
+        if (type == KERN_BF16)
+            a = ((const uint16_t *)got)[i], b = ((const uint16_t *)want)[i];
+        else
+            a = ((const uint8_t *)got)[i], b = ((const uint8_t *)want)[i];
+        if (a != b) {
+            diff++;
+            if (labs(a - b) != 1)
+                far++;
+        }
+    }
+    if (far || diff * 100 > n)
+        printf("    %s: %zu of %zu elements differ, %zu by more than one code\n", what, diff, n,
+               far);
+    return far == 0 && diff * 100 <= n;
+}
+
+static void prep_case(int kv_type, long T, long pos0, double yarn)
+{
+    struct prep_io p = { .n_q = 16, .n_kv = 2, .hd = 256, .rot = 64, .kv_type = kv_type };
+    p.T = T;
+    p.pos0 = pos0;
+    p.cap = pos0 + T + 1;
+    p.kv_tok = 2L * 256 + 3;
+    p.yarn = yarn;
+    int hd = p.hd;
+    long q_tok = 2L * p.n_q * hd;
+    size_t nq = (size_t)T * q_tok, nkv = (size_t)T * p.kv_tok;
+    size_t cache = (size_t)p.cap * p.n_kv * hd * esize(kv_type);
+    char what[128];
+    snprintf(what, sizeof what, "prep %s T %ld at %ld%s", kern_dtype_name(kv_type), T, pos0,
+             yarn > 1 ? " yarn" : "");
+    p.q = rnd(nq, -3, 3);
+    p.k = rnd(nkv, -3, 3);
+    p.v = rnd(nkv, -3, 3);
+    p.qn = rnd(hd, -0.5f, 0.5f);
+    p.kn = rnd(hd, -0.5f, 0.5f);
+    p.inv = malloc(32 * 4);
+    void *kc = malloc(cache), *vc = malloc(cache);
+    REQUIRE(p.q && p.k && p.v && p.qn && p.kn && p.inv && kc && vc);
+    REQUIRE(kern_rope_freqs(p.inv, &p.ms, p.rot, 1e7, yarn, 262144) == 0);
+    memset(kc, 0x5a, cache);
+    memset(vc, 0x5a, cache);
+    float *dq = dev_bytes(p.q, nq * 4), *dk = dev_bytes(p.k, nkv * 4),
+          *dv = dev_bytes(p.v, nkv * 4);
+    float *dqn = dev_bytes(p.qn, hd * 4), *dkn = dev_bytes(p.kn, hd * 4);
+    float *dinv = dev_bytes(p.inv, 32 * 4);
+    void *dkc = dev_bytes(kc, cache), *dvc = dev_bytes(vc, cache);
+    REQUIRE(dq && dk && dv && dqn && dkn && dinv && dkc && dvc);
+    struct kcs_attn_prep g = { .n_q = p.n_q,
+                               .n_kv = p.n_kv,
+                               .head_dim = hd,
+                               .rot_dim = p.rot,
+                               .T = T,
+                               .pos0 = pos0,
+                               .q = dq,
+                               .q_tok = q_tok,
+                               .q_head = 2L * hd,
+                               .k = dk,
+                               .v = dv,
+                               .kv_tok = p.kv_tok,
+                               .q_norm = dqn,
+                               .k_norm = dkn,
+                               .eps = 1e-6f,
+                               .rope_inv = dinv,
+                               .mscale = p.ms,
+                               .kv_type = kv_type,
+                               .k_cache = dkc,
+                               .v_cache = dvc,
+                               .cap = p.cap,
+                               .k_scale = kv_type == KERN_FP8 ? 0.05f : 1.0f,
+                               .v_scale = kv_type == KERN_FP8 ? 0.02f : 1.0f };
+    CHECK(kcs_attn_prep(&g, kcu_stream()) == 0);
+    REQUIRE(prep_cpu(&p, kc, vc) == 0);
+    CHECK(kcu_sync() == 0);
+    float *gq = back(dq, nq * 4);
+    void *gk = back(dkc, cache), *gv = back(dvc, cache);
+    REQUIRE(gq && gk && gv);
+    /* the gate halves are untouched, the query halves normed and rotated */
+    CHECK(close_to(gq, p.q, nq, 1e-5f, 1e-5f, what));
+    size_t row = (size_t)p.n_kv * hd * esize(kv_type);
+    CHECK(kv_agree((char *)gk + pos0 * row, (char *)kc + pos0 * row, (size_t)T * p.n_kv * hd,
+                   kv_type, "K rows"));
+    CHECK(kv_agree((char *)gv + pos0 * row, (char *)vc + pos0 * row, (size_t)T * p.n_kv * hd,
+                   kv_type, "V rows"));
+    /* rows outside pos0 .. pos0+T-1 are not written */
+    CHECK(memcmp(gk, kc, pos0 * row) == 0 && memcmp(gv, vc, pos0 * row) == 0);
+    CHECK(memcmp((char *)gk + (pos0 + T) * row, (char *)kc + (pos0 + T) * row, row) == 0);
+    g.pos0 = p.cap - T + 1;
+    CHECK(kcs_attn_prep(&g, NULL) == ERR_INVAL); /* beyond the cache */
+    free(gq), free(gk), free(gv), free(kc), free(vc);
+    free(p.q), free(p.k), free(p.v), free(p.qn), free(p.kn), free(p.inv);
+    dfree(dq), dfree(dk), dfree(dv), dfree(dqn), dfree(dkn), dfree(dinv), dfree(dkc), dfree(dvc);
+}
+
+static void t_prep(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    prep_case(KERN_F32, 3, 0, 1.0);
+    prep_case(KERN_BF16, 5, 100, 1.0);
+    prep_case(KERN_FP8, 7, 4000, 1.0);
+    prep_case(KERN_FP8, 2, 300000, 4.0); /* YaRN, large angles */
+    prep_case(KERN_FP8, 1, 1048575, 4.0);
+}
+
+/* A prompt with prep + attention in one piece, then in pieces (100, 1, the rest): the outputs
+ * agree, and both agree with the CPU. */
+static void pieces_case(int kv_type)
+{
+    int n_q = 16, n_kv = 2, hd = 256;
+    long P = 237, q_tok = 2L * n_q * hd, kv_tok = 2L * n_kv * hd;
+    size_t cache = (size_t)P * n_kv * hd * esize(kv_type), no = (size_t)P * n_q * hd;
+    float *q = rnd((size_t)P * q_tok, -3, 3), *kv = rnd((size_t)P * kv_tok, -3, 3);
+    float *qn = rnd(hd, -0.5f, 0.5f), *kn = rnd(hd, -0.5f, 0.5f), *inv = malloc(32 * 4), ms;
+    REQUIRE(q && kv && qn && kn && inv);
+    REQUIRE(kern_rope_freqs(inv, &ms, 64, 1e7, 1.0, 0) == 0);
+    float *dq = dev_bytes(NULL, (size_t)P * q_tok * 4),
+          *dkv = dev_bytes(kv, (size_t)P * kv_tok * 4);
+    float *dqn = dev_bytes(qn, hd * 4), *dkn = dev_bytes(kn, hd * 4), *dinv = dev_bytes(inv, 128);
+    void *dkc = dev_bytes(NULL, cache), *dvc = dev_bytes(NULL, cache);
+    float *dout = dev_bytes(NULL, no * 4);
+    REQUIRE(dq && dkv && dqn && dkn && dinv && dkc && dvc && dout);
+    float ks = kv_type == KERN_FP8 ? 0.05f : 1.0f, vs = kv_type == KERN_FP8 ? 0.02f : 1.0f;
+    float *res[2] = { NULL, NULL };
+    for (int mode = 0; mode < 2; mode++) {
+        static const long cut[2][4] = { { 0, 237, 237, 237 }, { 0, 100, 101, 237 } };
+        CHECK(kcu_upload(dq, q, (size_t)P * q_tok * 4) == 0);
+        CHECK(kcu_fill(dout, 0xff, no * 4) == 0);
+        for (int piece = 0; piece < 3; piece++) {
+            long t0 = cut[mode][piece], T = cut[mode][piece + 1] - t0;
+            if (T == 0)
+                continue;
+            struct kcs_attn_prep p = { .n_q = n_q,
+                                       .n_kv = n_kv,
+                                       .head_dim = hd,
+                                       .rot_dim = 64,
+                                       .T = T,
+                                       .pos0 = t0,
+                                       .q = dq + t0 * q_tok,
+                                       .q_tok = q_tok,
+                                       .q_head = 2L * hd,
+                                       .k = dkv + t0 * kv_tok,
+                                       .v = dkv + t0 * kv_tok + n_kv * hd,
+                                       .kv_tok = kv_tok,
+                                       .q_norm = dqn,
+                                       .k_norm = dkn,
+                                       .eps = 1e-6f,
+                                       .rope_inv = dinv,
+                                       .mscale = ms,
+                                       .kv_type = kv_type,
+                                       .k_cache = dkc,
+                                       .v_cache = dvc,
+                                       .cap = P,
+                                       .k_scale = ks,
+                                       .v_scale = vs };
+            CHECK(kcs_attn_prep(&p, kcu_stream()) == 0);
+            struct kern_attn a = { .n_q = n_q,
+                                   .n_kv = n_kv,
+                                   .head_dim = hd,
+                                   .T = T,
+                                   .pos0 = t0,
+                                   .q = dq + t0 * q_tok,
+                                   .q_tok = q_tok,
+                                   .q_head = 2L * hd,
+                                   .kv_type = kv_type,
+                                   .k = dkc,
+                                   .v = dvc,
+                                   .k_scale = ks,
+                                   .v_scale = vs,
+                                   .scale = 1.0f / 16,
+                                   .out = dout + t0 * n_q * hd };
+            size_t wb = kcs_attention_work_bytes(&a);
+            void *work = wb ? dev_bytes(NULL, wb) : NULL;
+            CHECK(!wb || work);
+            CHECK(kcs_attention(&a, dq + t0 * q_tok + hd, q_tok, 2L * hd, work, wb, kcu_stream()) ==
+                  0);
+            CHECK(kcu_sync() == 0);
+            dfree(work);
+        }
+        res[mode] = back(dout, no * 4);
+        REQUIRE(res[mode]);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s prompt in pieces vs one piece", kern_dtype_name(kv_type));
+    /* token 100 alone takes the fp32 split path, the others the same tensor-core blocks */
+    CHECK(close_to(res[1], res[0], no, 3e-2f, 1e-2f, what));
+    CHECK(close_to(res[1], res[0], (size_t)100 * n_q * hd, 0, 0, "the first 100 tokens"));
+    /* the CPU: the engine's chain over the whole prompt */
+    void *kc = malloc(cache), *vc = malloc(cache);
+    float *out = malloc(no * 4), *kr = malloc(hd * 4);
+    REQUIRE(kc && vc && out && kr);
+    kern_rmsnorm(q, 2L * hd, q, 2L * hd, qn, P * n_q, hd, 1e-6f);
+    for (long t = 0; t < P; t++) {
+        kern_rope(q + t * q_tok, 2L * hd, n_q, 64, inv, ms, t);
+        for (int g = 0; g < n_kv; g++) {
+            kern_rmsnorm(kr, hd, kv + t * kv_tok + g * hd, hd, kn, 1, hd, 1e-6f);
+            kern_rope(kr, hd, 1, 64, inv, ms, t);
+            size_t off = ((size_t)t * n_kv + g) * hd * esize(kv_type);
+            CHECK(kern_convert((char *)kc + off, kv_type, kr, KERN_F32, hd, ks) == 0);
+            CHECK(kern_convert((char *)vc + off, kv_type, kv + t * kv_tok + (n_kv + g) * hd,
+                               KERN_F32, hd, vs) == 0);
+        }
+    }
+    struct kern_attn r = { .n_q = n_q,
+                           .n_kv = n_kv,
+                           .head_dim = hd,
+                           .T = P,
+                           .pos0 = 0,
+                           .q = q,
+                           .q_tok = q_tok,
+                           .q_head = 2L * hd,
+                           .kv_type = kv_type,
+                           .k = kc,
+                           .v = vc,
+                           .k_scale = ks,
+                           .v_scale = vs,
+                           .scale = 1.0f / 16,
+                           .out = out };
+    CHECK(kern_attention(cpu, &r) == 0);
+    apply_gate(out, q, P, n_q, hd, q_tok);
+    /* tensor cores (bf16 q and p), and a K element may sit one code apart (see kv_agree) */
+    snprintf(what, sizeof what, "%s prompt vs CPU", kern_dtype_name(kv_type));
+    CHECK(close_to(res[0], out, no, 3e-2f, 1e-2f, what));
+    CHECK(th_nmse(res[0], out, no) < 1e-4);
+    free(kc), free(vc), free(out), free(kr), free(res[0]), free(res[1]);
+    free(q), free(kv), free(qn), free(kn), free(inv);
+    dfree(dq), dfree(dkv), dfree(dqn), dfree(dkn), dfree(dinv), dfree(dkc), dfree(dvc), dfree(dout);
+}
+
+static void t_prefill_pieces(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    pieces_case(KERN_BF16);
+    pieces_case(KERN_FP8);
+}
+
+/* Built without CUDA, every entry point says so. */
+static void t_no_cuda(void)
+{
+    if (kern_cuda_built())
+        SKIP("built with CUDA");
+    struct kcs_attn_prep p = { 0 };
+    struct kern_attn a = { 0 };
+    CHECK(kcs_attn_prep(&p, NULL) == ERR_UNSUPPORTED);
+    CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, NULL) == ERR_UNSUPPORTED);
+    CHECK(kcs_attention_work_bytes(&a) == 0);
+}
+
+int main(void)
+{
+    struct th_rng r = { th_seed() };
+    rng = r;
+    have_gpu = gpu_ready();
+    if (kern_cpu_new(&cpu, 0, KERN_ISA_AUTO) < 0) {
+        printf("cannot create the CPU context: %s\n", err_msg());
+        return 1;
+    }
+    TEST_RUN(t_prep);
+    TEST_RUN(t_attn_lengths);
+    TEST_RUN(t_attn_tokens);
+    TEST_RUN(t_attn_bad);
+    TEST_RUN(t_prefill_pieces);
+    TEST_RUN(t_attn_1m);
+    TEST_RUN(t_no_cuda);
+    kern_cpu_free(cpu);
+    if (have_gpu)
+        kcu_shutdown();
+    TEST_END();
+}

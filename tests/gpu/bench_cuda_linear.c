@@ -7,8 +7,8 @@
  *
  *   build/tests/gpu/bench_cuda_linear [seconds per line, default 0.3]
  */
-#include "common/err.h"
-#include "kernels/kernels.h"
+#define GH_PROG "bench_cuda_linear"
+#include "gpuhelp.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -16,20 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double g_secs = 0.3, g_copy_gbps;
-
-static int fail(const char *what)
-{
-    fprintf(stderr, "bench_cuda_linear: %s: %s\n", what, err_msg());
-    return 1;
-}
 
 static size_t weight_bytes(int type, long n, long k, long group)
 {
@@ -70,28 +57,22 @@ static int make_copies(struct kcu_weight *w, int copies, int type, long n, long 
     return 0;
 }
 
-static int bench_copy(void)
+struct matvec_run {
+    struct kcu_weight *w;
+    int copies;
+    void *x, *y;
+    long T;
+    void *sm;
+};
+
+/* Every copy of the weight once, so each call reads from DRAM. */
+static long matvec_round(void *ctx)
 {
-    size_t bytes = (size_t)1 << 30;
-    struct kcu_buf a = { 0 }, b = { 0 };
-    if (kcu_alloc(&a, bytes, "copy source") < 0 || kcu_alloc(&b, bytes, "copy target") < 0)
-        return fail("copy");
-    kcu_fill(a.ptr, 1, bytes);
-    double best = 1e30;
-    for (int i = 0; i < 6; i++) {
-        kcu_sync();
-        double t0 = now();
-        if (kcu_copy(b.ptr, a.ptr, bytes, NULL) < 0 || kcu_sync() < 0)
-            return fail("copy");
-        double dt = now() - t0;
-        best = i && dt < best ? dt : best; /* the first one warms up */
-    }
-    g_copy_gbps = 2.0 * bytes / best / 1e9; /* read + write */
-    printf("%-52s %10.1f us %9.1f GB/s\n", "D2D copy 1 GiB (read + write)", best * 1e6,
-           g_copy_gbps);
-    kcu_free(&a);
-    kcu_free(&b);
-    return 0;
+    struct matvec_run *r = ctx;
+    for (int c = 0; c < r->copies; c++)
+        if (kcu_matmul(&r->w[c], r->x, r->T, r->y, r->sm) < 0)
+            return -1;
+    return r->copies;
 }
 
 static int bench_matvec(const char *name, int type, long n, long k, long group, long T)
@@ -103,23 +84,13 @@ static int bench_matvec(const char *name, int type, long n, long k, long group, 
     struct kcu_buf buf = { 0 }, x = { 0 }, y = { 0 };
     if (!w || make_copies(w, copies, type, n, k, group, &buf) < 0 ||
         kcu_alloc(&x, (size_t)T * k * 4, "x") < 0 || kcu_alloc(&y, (size_t)T * n * 4, "y") < 0)
-        return fail(name);
+        return gh_fail(name);
     kcu_fill(x.ptr, 0x3c, (size_t)T * k * 4);
-    void *s = kcu_stream();
-    for (int c = 0; c < copies; c++)
-        if (kcu_matmul(&w[c], x.ptr, T, y.ptr, s) < 0)
-            return fail(name);
-    if (kcu_sync() < 0)
-        return fail(name);
-    long calls = 0;
-    double t0 = now(), dt;
-    do {
-        for (int c = 0; c < copies; c++, calls++)
-            kcu_matmul(&w[c], x.ptr, T, y.ptr, s);
-        if (kcu_sync() < 0)
-            return fail(name);
-        dt = now() - t0;
-    } while (dt < g_secs);
+    struct matvec_run r = { w, copies, x.ptr, y.ptr, T, kcu_stream() };
+    long calls;
+    double dt;
+    if (gh_time_rounds(matvec_round, &r, g_secs, &calls, &dt) < 0)
+        return gh_fail(name);
     double us = dt / calls * 1e6, gbps = (double)wb * calls / dt / 1e9;
     char label[96];
     snprintf(label, sizeof label, "%s T=%ld", name, T);
@@ -132,6 +103,26 @@ static int bench_matvec(const char *name, int type, long n, long k, long group, 
     kcu_free(&y);
     free(w);
     return 0;
+}
+
+struct moe_run {
+    struct kcu_moe *m;
+    float *logits;
+    size_t per_set;
+    int nsets;
+    void *sm;
+};
+
+/* Each set of router logits once, so the routing changes every call. */
+static long moe_round(void *ctx)
+{
+    struct moe_run *r = ctx;
+    for (int i = 0; i < r->nsets; i++) {
+        r->m->logits = r->logits + r->per_set * (size_t)i;
+        if (kcu_moe(r->m, r->sm) < 0)
+            return -1;
+    }
+    return r->nsets;
 }
 
 /* One MoE layer of the real model (256 experts int4-g32, bf16 shared expert), T tokens, routing
@@ -148,7 +139,7 @@ static int bench_moe(long T)
     size_t gb = (size_t)I * H / 2, sb = (size_t)I * (H / 32) * 2;
     uint8_t *zero = calloc(1, gb * 4 + sb * 4 + 16);
     if (!hx || !zero)
-        return fail("moe host memory");
+        return gh_fail("moe host memory");
     for (int e = 0; e < E; e++) {
         struct kern_weight g = { KERN_I4, KERN_BF16, I, H, 32, zero, zero };
         struct kern_weight d = { KERN_I4, KERN_BF16, H, I, 32, zero, zero };
@@ -161,11 +152,11 @@ static int bench_moe(long T)
     hs.down = sd;
     if (kcu_experts_upload(&ex, hx, E, "bench experts") < 0 ||
         kcu_experts_upload(&sh, &hs, 1, "bench shared") < 0)
-        return fail("moe upload");
+        return gh_fail("moe upload");
     int nsets = T > 16 ? 4 : 64;
     float *lg = malloc((size_t)nsets * T * E * 4);
     if (!lg)
-        return fail("moe host memory");
+        return gh_fail("moe host memory");
     uint64_t r = 88172645463325252ull;
     for (long i = 0; i < (long)nsets * T * E; i++) {
         r ^= r << 13, r ^= r >> 7, r ^= r << 17;
@@ -176,27 +167,15 @@ static int bench_moe(long T)
         kcu_alloc(&dx, (size_t)T * H * 4, "x") < 0 || kcu_alloc(&dy, (size_t)T * H * 4, "y") < 0 ||
         kcu_alloc(&dsg, (size_t)T * 4, "sg") < 0 ||
         kcu_upload(dlg.ptr, lg, (size_t)nsets * T * E * 4) < 0)
-        return fail("moe buffers");
+        return gh_fail("moe buffers");
     kcu_fill(dx.ptr, 0x3c, (size_t)T * H * 4);
     kcu_fill(dsg.ptr, 0, (size_t)T * 4);
     struct kcu_moe m = { K, T, &ex, NULL, NULL, &sh, dsg.ptr, dx.ptr, dy.ptr, NULL, NULL };
-    void *s = kcu_stream();
-    long calls = 0;
-    double t0 = 0, dt = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        calls = 0;
-        t0 = now();
-        do {
-            for (int i = 0; i < nsets; i++, calls++) {
-                m.logits = (float *)dlg.ptr + (size_t)i * T * E;
-                if (kcu_moe(&m, s) < 0)
-                    return fail("moe");
-            }
-            if (kcu_sync() < 0)
-                return fail("moe");
-            dt = now() - t0;
-        } while (pass == 1 && dt < g_secs);
-    }
+    struct moe_run run = { &m, dlg.ptr, (size_t)T * E, nsets, kcu_stream() };
+    long calls;
+    double dt;
+    if (gh_time_rounds(moe_round, &run, g_secs, &calls, &dt) < 0)
+        return gh_fail("moe");
     /* bytes if every token's 8 experts were distinct (an upper bound for T > 1) */
     double ebytes = 3.0 * (gb + sb), sbytes = 3.0 * I * H * 2;
     double bytes = (T == 1 ? K * ebytes : (double)T * K * ebytes) + sbytes;
@@ -234,11 +213,11 @@ int main(int argc, char **argv)
     }
     struct kern_gpu_info info;
     if (kcu_init(0) < 0 || kern_cuda_device_info(0, &info) < 0)
-        return fail("init");
+        return gh_fail("init");
     printf("device: %s, %d SMs, %.1f GiB; theoretical bandwidth %.0f GB/s\n\n", info.name,
            info.sm_count, info.total_bytes / 1073741824.0, kcu_peak_gbps());
     printf("%-52s %13s %14s\n", "kernel", "time/call", "weights read");
-    int rc = bench_copy();
+    int rc = gh_bench_copy(&g_copy_gbps);
     static const struct {
         const char *name;
         int type;

@@ -16,74 +16,11 @@
 #include "kernels/kernels.h"
 #include "testhelp.h"
 
+#include "gpuhelp.h"
+
 static struct th_rng rng;
 static struct kern_cpu *cpu;
 static int have_gpu;
-
-static int gpu_ready(void)
-{
-    if (!kern_cuda_built())
-        return 0;
-    const char *why = NULL;
-    if (kern_cuda_device_count(&why) == 0)
-        return 0;
-    return kcu_init(0) == 0;
-}
-
-static float *rnd(size_t n, float lo, float hi)
-{
-    float *p = malloc(n * sizeof(float) + 16);
-    if (p)
-        for (size_t i = 0; i < n; i++)
-            p[i] = lo + (hi - lo) * (th_uniform(&rng) * 0.5f + 0.5f);
-    return p;
-}
-
-static void *dev_bytes(const void *host, size_t bytes)
-{
-    struct kcu_buf b;
-    if (kcu_alloc(&b, bytes + 16, "test") < 0)
-        return NULL;
-    if ((host ? kcu_upload(b.ptr, host, bytes) : kcu_fill(b.ptr, 0xff, bytes)) < 0)
-        return NULL;
-    return b.ptr;
-}
-
-static void dfree(void *p)
-{
-    struct kcu_buf b = { p, 0 };
-    if (p)
-        kcu_free(&b);
-}
-
-static void *back(const void *d, size_t bytes)
-{
-    void *h = malloc(bytes + 16);
-    if (h && kcu_download(h, d, bytes) < 0) {
-        free(h);
-        return NULL;
-    }
-    return h;
-}
-
-static int close_to(const float *got, const float *ref, size_t n, float atol, float rtol,
-                    const char *what)
-{
-    size_t bad = 0, worst = 0;
-    double wd = -1;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= atol + rtol * fabs(ref[i]))) {
-            bad++;
-            if (!(d <= wd))
-                wd = d, worst = i;
-        }
-    }
-    if (bad)
-        printf("    %s: %zu of %zu differ, worst [%zu] got %.9g want %.9g\n", what, bad, n, worst,
-               got[worst], ref[worst]);
-    return bad == 0;
-}
 
 static size_t esize(int type) { return type == KERN_F32 ? 4 : type == KERN_BF16 ? 2 : 1; }
 
@@ -146,11 +83,11 @@ static void attn_run(const struct attn_case *c)
     char what[128];
     snprintf(what, sizeof what, "attention %d/%d heads of %d, %s, T %ld at %ld", n_q, n_kv, hd,
              kern_dtype_name(c->kv_type), T, c->pos0);
-    float *q = rnd((size_t)T * q_tok, -1, 1), *out = malloc(no * 4 + 16);
+    float *q = gh_rnd(&rng, (size_t)T * q_tok, -1, 1), *out = malloc(no * 4 + 16);
     void *k = rnd_kv(c->kv_type, kvn), *v = rnd_kv(c->kv_type, kvn);
     REQUIRE(q && out && k && v);
-    float *dq = dev_bytes(q, (size_t)T * q_tok * 4), *dout = dev_bytes(NULL, no * 4);
-    void *dk = dev_bytes(k, kvn * es), *dv = dev_bytes(v, kvn * es);
+    float *dq = gh_dev(q, (size_t)T * q_tok * 4), *dout = gh_dev(NULL, no * 4);
+    void *dk = gh_dev(k, kvn * es), *dv = gh_dev(v, kvn * es);
     REQUIRE(dq && dout && dk && dv);
     struct kern_attn a = { .n_q = n_q,
                            .n_kv = n_kv,
@@ -168,14 +105,14 @@ static void attn_run(const struct attn_case *c)
                            .scale = 1.0f / sqrtf((float)hd),
                            .out = dout };
     size_t wb = kcs_attention_work_bytes(&a);
-    void *work = wb ? dev_bytes(NULL, wb) : NULL;
+    void *work = wb ? gh_dev(NULL, wb) : NULL;
     REQUIRE(!wb || work);
     if (wb) {
         CHECK(kcs_attention(&a, dq + hd, q_tok, 2L * hd, work, wb - 4, kcu_stream()) == ERR_INVAL);
     }
     CHECK(kcs_attention(&a, dq + hd, q_tok, 2L * hd, work, wb, kcu_stream()) == 0);
     CHECK(kcu_sync() == 0);
-    float *got = back(dout, no * 4);
+    float *got = gh_back(dout, no * 4);
     REQUIRE(got);
     /* the CPU reference, on the first kv head only when asked (repacked to one kv head) */
     int nh = c->check_heads ? c->check_heads : n_q;
@@ -206,18 +143,18 @@ static void attn_run(const struct attn_case *c)
     CHECK(kern_attention(cpu, &r) == 0);
     apply_gate(out, q, T, nh, hd, q_tok);
     if (tensor_cores(&a)) {
-        CHECK(close_to(got1, out, (size_t)T * nh * hd, 3e-2f, 1e-2f, what));
+        CHECK(gh_close_to(got1, out, (size_t)T * nh * hd, 3e-2f, 1e-2f, what));
         CHECK(th_nmse(got1, out, (size_t)T * nh * hd) < 1e-4);
     } else {
         /* fp32 sums over up to 1M positions, on both sides: bounded by the V values' scale */
         float vmax = c->kv_type == KERN_FP8 ? 15 * vs : 2;
-        CHECK(close_to(got1, out, (size_t)T * nh * hd, 4e-5f * vmax, 1e-4f, what));
+        CHECK(gh_close_to(got1, out, (size_t)T * nh * hd, 4e-5f * vmax, 1e-4f, what));
         CHECK(th_nmse(got1, out, (size_t)T * nh * hd) < 1e-6);
     }
     if (got1 != got)
         free(got1);
     free(k1), free(v1), free(q), free(out), free(k), free(v), free(got);
-    dfree(dq), dfree(dout), dfree(dk), dfree(dv), dfree(work);
+    gh_dfree(dq), gh_dfree(dout), gh_dfree(dk), gh_dfree(dv), gh_dfree(work);
 }
 
 static void t_attn_lengths(void)
@@ -370,22 +307,21 @@ static void prep_case(int kv_type, long T, long pos0, double yarn)
     char what[128];
     snprintf(what, sizeof what, "prep %s T %ld at %ld%s", kern_dtype_name(kv_type), T, pos0,
              yarn > 1 ? " yarn" : "");
-    p.q = rnd(nq, -3, 3);
-    p.k = rnd(nkv, -3, 3);
-    p.v = rnd(nkv, -3, 3);
-    p.qn = rnd(hd, -0.5f, 0.5f);
-    p.kn = rnd(hd, -0.5f, 0.5f);
+    p.q = gh_rnd(&rng, nq, -3, 3);
+    p.k = gh_rnd(&rng, nkv, -3, 3);
+    p.v = gh_rnd(&rng, nkv, -3, 3);
+    p.qn = gh_rnd(&rng, hd, -0.5f, 0.5f);
+    p.kn = gh_rnd(&rng, hd, -0.5f, 0.5f);
     p.inv = malloc(32 * 4);
     void *kc = malloc(cache), *vc = malloc(cache);
     REQUIRE(p.q && p.k && p.v && p.qn && p.kn && p.inv && kc && vc);
     REQUIRE(kern_rope_freqs(p.inv, &p.ms, p.rot, 1e7, yarn, 262144) == 0);
     memset(kc, 0x5a, cache);
     memset(vc, 0x5a, cache);
-    float *dq = dev_bytes(p.q, nq * 4), *dk = dev_bytes(p.k, nkv * 4),
-          *dv = dev_bytes(p.v, nkv * 4);
-    float *dqn = dev_bytes(p.qn, hd * 4), *dkn = dev_bytes(p.kn, hd * 4);
-    float *dinv = dev_bytes(p.inv, 32 * 4);
-    void *dkc = dev_bytes(kc, cache), *dvc = dev_bytes(vc, cache);
+    float *dq = gh_dev(p.q, nq * 4), *dk = gh_dev(p.k, nkv * 4), *dv = gh_dev(p.v, nkv * 4);
+    float *dqn = gh_dev(p.qn, hd * 4), *dkn = gh_dev(p.kn, hd * 4);
+    float *dinv = gh_dev(p.inv, 32 * 4);
+    void *dkc = gh_dev(kc, cache), *dvc = gh_dev(vc, cache);
     REQUIRE(dq && dk && dv && dqn && dkn && dinv && dkc && dvc);
     struct kcs_attn_prep g = { .n_q = p.n_q,
                                .n_kv = p.n_kv,
@@ -413,11 +349,11 @@ static void prep_case(int kv_type, long T, long pos0, double yarn)
     CHECK(kcs_attn_prep(&g, kcu_stream()) == 0);
     REQUIRE(prep_cpu(&p, kc, vc) == 0);
     CHECK(kcu_sync() == 0);
-    float *gq = back(dq, nq * 4);
-    void *gk = back(dkc, cache), *gv = back(dvc, cache);
+    float *gq = gh_back(dq, nq * 4);
+    void *gk = gh_back(dkc, cache), *gv = gh_back(dvc, cache);
     REQUIRE(gq && gk && gv);
     /* the gate halves are untouched, the query halves normed and rotated */
-    CHECK(close_to(gq, p.q, nq, 1e-5f, 1e-5f, what));
+    CHECK(gh_close_to(gq, p.q, nq, 1e-5f, 1e-5f, what));
     size_t row = (size_t)p.n_kv * hd * esize(kv_type);
     CHECK(kv_agree((char *)gk + pos0 * row, (char *)kc + pos0 * row, (size_t)T * p.n_kv * hd,
                    kv_type, "K rows"));
@@ -430,7 +366,8 @@ static void prep_case(int kv_type, long T, long pos0, double yarn)
     CHECK(kcs_attn_prep(&g, NULL) == ERR_INVAL); /* beyond the cache */
     free(gq), free(gk), free(gv), free(kc), free(vc);
     free(p.q), free(p.k), free(p.v), free(p.qn), free(p.kn), free(p.inv);
-    dfree(dq), dfree(dk), dfree(dv), dfree(dqn), dfree(dkn), dfree(dinv), dfree(dkc), dfree(dvc);
+    gh_dfree(dq), gh_dfree(dk), gh_dfree(dv), gh_dfree(dqn), gh_dfree(dkn), gh_dfree(dinv),
+        gh_dfree(dkc), gh_dfree(dvc);
 }
 
 static void t_prep(void)
@@ -451,15 +388,16 @@ static void pieces_case(int kv_type)
     int n_q = 16, n_kv = 2, hd = 256;
     long P = 237, q_tok = 2L * n_q * hd, kv_tok = 2L * n_kv * hd;
     size_t cache = (size_t)P * n_kv * hd * esize(kv_type), no = (size_t)P * n_q * hd;
-    float *q = rnd((size_t)P * q_tok, -3, 3), *kv = rnd((size_t)P * kv_tok, -3, 3);
-    float *qn = rnd(hd, -0.5f, 0.5f), *kn = rnd(hd, -0.5f, 0.5f), *inv = malloc(32 * 4), ms;
+    float *q = gh_rnd(&rng, (size_t)P * q_tok, -3, 3),
+          *kv = gh_rnd(&rng, (size_t)P * kv_tok, -3, 3);
+    float *qn = gh_rnd(&rng, hd, -0.5f, 0.5f), *kn = gh_rnd(&rng, hd, -0.5f, 0.5f),
+          *inv = malloc(32 * 4), ms;
     REQUIRE(q && kv && qn && kn && inv);
     REQUIRE(kern_rope_freqs(inv, &ms, 64, 1e7, 1.0, 0) == 0);
-    float *dq = dev_bytes(NULL, (size_t)P * q_tok * 4),
-          *dkv = dev_bytes(kv, (size_t)P * kv_tok * 4);
-    float *dqn = dev_bytes(qn, hd * 4), *dkn = dev_bytes(kn, hd * 4), *dinv = dev_bytes(inv, 128);
-    void *dkc = dev_bytes(NULL, cache), *dvc = dev_bytes(NULL, cache);
-    float *dout = dev_bytes(NULL, no * 4);
+    float *dq = gh_dev(NULL, (size_t)P * q_tok * 4), *dkv = gh_dev(kv, (size_t)P * kv_tok * 4);
+    float *dqn = gh_dev(qn, hd * 4), *dkn = gh_dev(kn, hd * 4), *dinv = gh_dev(inv, 128);
+    void *dkc = gh_dev(NULL, cache), *dvc = gh_dev(NULL, cache);
+    float *dout = gh_dev(NULL, no * 4);
     REQUIRE(dq && dkv && dqn && dkn && dinv && dkc && dvc && dout);
     float ks = kv_type == KERN_FP8 ? 0.05f : 1.0f, vs = kv_type == KERN_FP8 ? 0.02f : 1.0f;
     float *res[2] = { NULL, NULL };
@@ -511,21 +449,21 @@ static void pieces_case(int kv_type)
                                    .scale = 1.0f / 16,
                                    .out = dout + t0 * n_q * hd };
             size_t wb = kcs_attention_work_bytes(&a);
-            void *work = wb ? dev_bytes(NULL, wb) : NULL;
+            void *work = wb ? gh_dev(NULL, wb) : NULL;
             CHECK(!wb || work);
             CHECK(kcs_attention(&a, dq + t0 * q_tok + hd, q_tok, 2L * hd, work, wb, kcu_stream()) ==
                   0);
             CHECK(kcu_sync() == 0);
-            dfree(work);
+            gh_dfree(work);
         }
-        res[mode] = back(dout, no * 4);
+        res[mode] = gh_back(dout, no * 4);
         REQUIRE(res[mode]);
     }
     char what[96];
     snprintf(what, sizeof what, "%s prompt in pieces vs one piece", kern_dtype_name(kv_type));
     /* token 100 alone takes the fp32 split path, the others the same tensor-core blocks */
-    CHECK(close_to(res[1], res[0], no, 3e-2f, 1e-2f, what));
-    CHECK(close_to(res[1], res[0], (size_t)100 * n_q * hd, 0, 0, "the first 100 tokens"));
+    CHECK(gh_close_to(res[1], res[0], no, 3e-2f, 1e-2f, what));
+    CHECK(gh_close_to(res[1], res[0], (size_t)100 * n_q * hd, 0, 0, "the first 100 tokens"));
     /* the CPU: the engine's chain over the whole prompt */
     void *kc = malloc(cache), *vc = malloc(cache);
     float *out = malloc(no * 4), *kr = malloc(hd * 4);
@@ -561,11 +499,12 @@ static void pieces_case(int kv_type)
     apply_gate(out, q, P, n_q, hd, q_tok);
     /* tensor cores (bf16 q and p), and a K element may sit one code apart (see kv_agree) */
     snprintf(what, sizeof what, "%s prompt vs CPU", kern_dtype_name(kv_type));
-    CHECK(close_to(res[0], out, no, 3e-2f, 1e-2f, what));
+    CHECK(gh_close_to(res[0], out, no, 3e-2f, 1e-2f, what));
     CHECK(th_nmse(res[0], out, no) < 1e-4);
     free(kc), free(vc), free(out), free(kr), free(res[0]), free(res[1]);
     free(q), free(kv), free(qn), free(kn), free(inv);
-    dfree(dq), dfree(dkv), dfree(dqn), dfree(dkn), dfree(dinv), dfree(dkc), dfree(dvc), dfree(dout);
+    gh_dfree(dq), gh_dfree(dkv), gh_dfree(dqn), gh_dfree(dkn), gh_dfree(dinv), gh_dfree(dkc),
+        gh_dfree(dvc), gh_dfree(dout);
 }
 
 static void t_prefill_pieces(void)
@@ -590,13 +529,8 @@ static void t_no_cuda(void)
 
 int main(void)
 {
-    struct th_rng r = { th_seed() };
-    rng = r;
-    have_gpu = gpu_ready();
-    if (kern_cpu_new(&cpu, 0, KERN_ISA_AUTO) < 0) {
-        printf("cannot create the CPU context: %s\n", err_msg());
+    if (gh_start(&rng, &cpu, &have_gpu) < 0)
         return 1;
-    }
     TEST_RUN(t_prep);
     TEST_RUN(t_attn_lengths);
     TEST_RUN(t_attn_tokens);
@@ -604,8 +538,6 @@ int main(void)
     TEST_RUN(t_prefill_pieces);
     TEST_RUN(t_attn_1m);
     TEST_RUN(t_no_cuda);
-    kern_cpu_free(cpu);
-    if (have_gpu)
-        kcu_shutdown();
+    gh_finish(cpu, have_gpu);
     TEST_END();
 }

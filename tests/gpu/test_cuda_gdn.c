@@ -13,85 +13,23 @@
 #include "kernels/kernels.h"
 #include "testhelp.h"
 
+#include "gpuhelp.h"
+
 static struct th_rng rng;
 static struct kern_cpu *cpu;
 static int have_gpu;
 
-static int gpu_ready(void)
-{
-    if (!kern_cuda_built())
-        return 0;
-    const char *why = NULL;
-    if (kern_cuda_device_count(&why) == 0)
-        return 0;
-    return kcu_init(0) == 0;
-}
-
-static float *rnd(size_t n, float lo, float hi)
-{
-    float *p = malloc(n * sizeof(float) + 16);
-    if (p)
-        for (size_t i = 0; i < n; i++)
-            p[i] = lo + (hi - lo) * (th_uniform(&rng) * 0.5f + 0.5f);
-    return p;
-}
-
-/* A device copy of n floats of host (or n NaN floats when host is NULL). */
-static float *dev(const float *host, size_t n)
-{
-    struct kcu_buf b;
-    if (kcu_alloc(&b, n * sizeof(float) + 16, "test") < 0)
-        return NULL;
-    if ((host ? kcu_upload(b.ptr, host, n * sizeof(float)) : kcu_fill(b.ptr, 0xff, n * 4)) < 0)
-        return NULL;
-    return b.ptr;
-}
-
-static void dfree(void *p)
-{
-    struct kcu_buf b = { p, 0 };
-    if (p)
-        kcu_free(&b);
-}
-
-static float *back(const float *d, size_t n)
-{
-    float *h = malloc(n * sizeof(float) + 16);
-    if (h && kcu_download(h, d, n * sizeof(float)) < 0) {
-        free(h);
-        return NULL;
-    }
-    return h;
-}
-
-/* |got - ref| <= atol + rtol * |ref| everywhere (NaN fails); prints the worst element. */
-static int close_to(const float *got, const float *ref, size_t n, float atol, float rtol,
-                    const char *what)
-{
-    size_t bad = 0, worst = 0;
-    double wd = -1;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        double lim = atol + rtol * fabs(ref[i]);
-        if (!(d <= lim)) {
-            bad++;
-            if (!(d <= wd))
-                wd = d, worst = i;
-        }
-    }
-    if (bad)
-        printf("    %s: %zu of %zu differ, worst [%zu] got %.9g want %.9g\n", what, bad, n, worst,
-               got[worst], ref[worst]);
-    return bad == 0;
-}
+/* Device / host copies of n floats (gh_dev poisons with NaN when host is NULL). */
+static float *dev(const float *host, size_t n) { return gh_dev(host, n * sizeof(float)); }
+static float *back(const float *d, size_t n) { return gh_back(d, n * sizeof(float)); }
 
 /* ---------------------------------------------------------------- conv, gates, norm */
 
 static void conv_case(long C, long ldx, long T, int kw)
 {
     int ns = kw - 1;
-    float *x = rnd((size_t)T * ldx, -2, 2), *w = rnd((size_t)C * kw, -1, 1);
-    float *st = rnd((size_t)C * ns, -2, 2), *y = malloc((size_t)T * C * 4 + 16);
+    float *x = gh_rnd(&rng, (size_t)T * ldx, -2, 2), *w = gh_rnd(&rng, (size_t)C * kw, -1, 1);
+    float *st = gh_rnd(&rng, (size_t)C * ns, -2, 2), *y = malloc((size_t)T * C * 4 + 16);
     REQUIRE(x && w && st && y);
     float *dx = dev(x, (size_t)T * ldx), *dw = dev(w, (size_t)C * kw),
           *dst = dev(st, (size_t)C * ns);
@@ -104,11 +42,11 @@ static void conv_case(long C, long ldx, long T, int kw)
     REQUIRE(gy && gs);
     char what[96];
     snprintf(what, sizeof what, "conv C %ld T %ld kw %d: y", C, T, kw);
-    CHECK(close_to(gy, y, (size_t)T * C, 1e-6f, 1e-5f, what));
+    CHECK(gh_close_to(gy, y, (size_t)T * C, 1e-6f, 1e-5f, what));
     snprintf(what, sizeof what, "conv C %ld T %ld kw %d: state", C, T, kw);
-    CHECK(close_to(gs, st, (size_t)C * ns, 0, 0, what)); /* copies: exact */
+    CHECK(gh_close_to(gs, st, (size_t)C * ns, 0, 0, what)); /* copies: exact */
     free(x), free(w), free(st), free(y), free(gy), free(gs);
-    dfree(dx), dfree(dw), dfree(dst), dfree(dy);
+    gh_dfree(dx), gh_dfree(dw), gh_dfree(dst), gh_dfree(dy);
 }
 
 static void t_conv(void)
@@ -128,8 +66,8 @@ static void t_gates(void)
         SKIP("no GPU");
     long T = 37;
     int nv = 32;
-    float *a = rnd((size_t)T * nv, -30, 30), *b = rnd((size_t)T * nv, -8, 8);
-    float *nea = rnd(nv, -3, -0.01f), *dtb = rnd(nv, -2, 2);
+    float *a = gh_rnd(&rng, (size_t)T * nv, -30, 30), *b = gh_rnd(&rng, (size_t)T * nv, -8, 8);
+    float *nea = gh_rnd(&rng, nv, -3, -0.01f), *dtb = gh_rnd(&rng, nv, -2, 2);
     float *g = malloc((size_t)T * nv * 4), *beta = malloc((size_t)T * nv * 4);
     REQUIRE(a && b && nea && dtb && g && beta);
     for (long t = 0; t < T; t++)
@@ -144,16 +82,17 @@ static void t_gates(void)
     CHECK(kcu_sync() == 0);
     float *gg = back(dg, T * nv), *gb = back(dbt, T * nv);
     REQUIRE(gg && gb);
-    CHECK(close_to(gg, g, T * nv, 1e-6f, 1e-5f, "g"));
-    CHECK(close_to(gb, beta, T * nv, 1e-7f, 1e-5f, "beta"));
+    CHECK(gh_close_to(gg, g, T * nv, 1e-6f, 1e-5f, "g"));
+    CHECK(gh_close_to(gb, beta, T * nv, 1e-7f, 1e-5f, "beta"));
     CHECK(kcs_gdn_gates(dg, dbt, da, db, dn, dd, 1, 0, NULL) == ERR_INVAL);
     free(a), free(b), free(nea), free(dtb), free(g), free(beta), free(gg), free(gb);
-    dfree(da), dfree(db), dfree(dn), dfree(dd), dfree(dg), dfree(dbt);
+    gh_dfree(da), gh_dfree(db), gh_dfree(dn), gh_dfree(dd), gh_dfree(dg), gh_dfree(dbt);
 }
 
 static void norm_case(long rows, long n)
 {
-    float *x = rnd(rows * n, -3, 3), *z = rnd(rows * n, -4, 4), *w = rnd(n, 0.5f, 1.5f);
+    float *x = gh_rnd(&rng, rows * n, -3, 3), *z = gh_rnd(&rng, rows * n, -4, 4),
+          *w = gh_rnd(&rng, n, 0.5f, 1.5f);
     float *y = malloc(rows * n * 4);
     REQUIRE(x && z && w && y);
     kern_rmsnorm_gated(y, x, z, w, rows, n, 1e-6f);
@@ -163,9 +102,9 @@ static void norm_case(long rows, long n)
     CHECK(kcu_sync() == 0);
     float *g = back(dx, rows * n);
     REQUIRE(g);
-    CHECK(close_to(g, y, rows * n, 1e-6f, 1e-5f, "gated rmsnorm"));
+    CHECK(gh_close_to(g, y, rows * n, 1e-6f, 1e-5f, "gated rmsnorm"));
     free(x), free(z), free(w), free(y), free(g);
-    dfree(dx), dfree(dz), dfree(dw);
+    gh_dfree(dx), gh_dfree(dz), gh_dfree(dw);
 }
 
 static void t_rmsnorm_gated(void)
@@ -189,10 +128,10 @@ static int gdn_make(struct gdn_data *d, int nk, int nv, int dk, int dv, long T)
 {
     long ld = 2L * nk * dk + (long)nv * dv;
     memset(d, 0, sizeof *d);
-    d->qkv = rnd((size_t)T * ld, -1, 1);
-    d->g = rnd((size_t)T * nv, -2, -0.001f);
-    d->beta = rnd((size_t)T * nv, 0.05f, 0.95f);
-    d->state = rnd((size_t)nv * dk * dv, -0.5f, 0.5f);
+    d->qkv = gh_rnd(&rng, (size_t)T * ld, -1, 1);
+    d->g = gh_rnd(&rng, (size_t)T * nv, -2, -0.001f);
+    d->beta = gh_rnd(&rng, (size_t)T * nv, 0.05f, 0.95f);
+    d->state = gh_rnd(&rng, (size_t)nv * dk * dv, -0.5f, 0.5f);
     d->out = malloc((size_t)T * nv * dv * 4 + 16);
     if (!d->qkv || !d->g || !d->beta || !d->state || !d->out)
         return -1;
@@ -253,16 +192,16 @@ static void delta_case(int nk, int nv, int dk, int dv, long T, int chunked)
              chunked ? "chunked" : "recurrent", nk, nv, dk, dv, T);
     /* the chunked form rounds differently (model-spec.md 3.6: ~1e-5 on unit-scale data) */
     float atol = chunked ? 1e-4f : 2e-5f;
-    CHECK(close_to(go, h.out, no, atol, 1e-4f, what));
+    CHECK(gh_close_to(go, h.out, no, atol, 1e-4f, what));
     snprintf(what, sizeof what, "%s %d/%d heads %dx%d T %ld: state",
              chunked ? "chunked" : "recurrent", nk, nv, dk, dv, T);
-    CHECK(close_to(gs, h.state, ns, atol, 1e-4f, what));
+    CHECK(gh_close_to(gs, h.state, ns, atol, 1e-4f, what));
     if (chunked) {
-        CHECK(close_to(go, co, no, atol, 1e-4f, "vs the CPU's chunked form: out"));
-        CHECK(close_to(gs, cs, ns, atol, 1e-4f, "vs the CPU's chunked form: state"));
+        CHECK(gh_close_to(go, co, no, atol, 1e-4f, "vs the CPU's chunked form: out"));
+        CHECK(gh_close_to(gs, cs, ns, atol, 1e-4f, "vs the CPU's chunked form: state"));
     }
     free(go), free(gs), free(cs), free(co);
-    dfree(dqkv), dfree(dg), dfree(db), dfree(ds), dfree(dout);
+    gh_dfree(dqkv), gh_dfree(dg), gh_dfree(db), gh_dfree(ds), gh_dfree(dout);
     gdn_free(&h);
 }
 
@@ -313,11 +252,14 @@ static void decode_case(int nk, int nv, int dk, int dv, int kw, int steps)
 {
     long C = 2L * nk * dk + (long)nv * dv;
     int ns = kw - 1;
-    float *qkv = rnd((size_t)steps * C, -2, 2), *z = rnd((size_t)steps * nv * dv, -3, 3);
-    float *a = rnd((size_t)steps * nv, -5, 5), *b = rnd((size_t)steps * nv, -4, 4);
-    float *cw = rnd((size_t)C * kw, -0.8f, 0.8f), *nea = rnd(nv, -2, -0.05f);
-    float *dtb = rnd(nv, -1, 1), *nw = rnd(dv, 0.5f, 1.5f);
-    float *cst = rnd((size_t)C * ns + 1, -1, 1), *st = rnd((size_t)nv * dk * dv, -0.3f, 0.3f);
+    float *qkv = gh_rnd(&rng, (size_t)steps * C, -2, 2),
+          *z = gh_rnd(&rng, (size_t)steps * nv * dv, -3, 3);
+    float *a = gh_rnd(&rng, (size_t)steps * nv, -5, 5),
+          *b = gh_rnd(&rng, (size_t)steps * nv, -4, 4);
+    float *cw = gh_rnd(&rng, (size_t)C * kw, -0.8f, 0.8f), *nea = gh_rnd(&rng, nv, -2, -0.05f);
+    float *dtb = gh_rnd(&rng, nv, -1, 1), *nw = gh_rnd(&rng, dv, 0.5f, 1.5f);
+    float *cst = gh_rnd(&rng, (size_t)C * ns + 1, -1, 1),
+          *st = gh_rnd(&rng, (size_t)nv * dk * dv, -0.3f, 0.3f);
     float *c = malloc(C * 4), *g = malloc(nv * 4), *beta = malloc(nv * 4);
     float *o = malloc((size_t)nv * dv * 4);
     REQUIRE(qkv && z && a && b && cw && nea && dtb && nw && cst && st && c && g && beta && o);
@@ -375,20 +317,21 @@ static void decode_case(int nk, int nv, int dk, int dv, int kw, int steps)
         float *go = back(dout, (size_t)nv * dv);
         REQUIRE(go);
         snprintf(what, sizeof what, "decode %d/%d heads %dx%d step %d: out", nk, nv, dk, dv, s);
-        CHECK(close_to(go, o, (size_t)nv * dv, 1e-4f, 1e-4f, what));
+        CHECK(gh_close_to(go, o, (size_t)nv * dv, 1e-4f, 1e-4f, what));
         free(go);
     }
     float *gs = back(dst, (size_t)nv * dk * dv), *gc = back(dcst, (size_t)C * ns + 1);
     REQUIRE(gs && gc);
     snprintf(what, sizeof what, "decode %d/%d heads %dx%d: state", nk, nv, dk, dv);
-    CHECK(close_to(gs, st, (size_t)nv * dk * dv, 2e-5f, 1e-4f, what));
+    CHECK(gh_close_to(gs, st, (size_t)nv * dk * dv, 2e-5f, 1e-4f, what));
     snprintf(what, sizeof what, "decode %d/%d heads %dx%d: conv state", nk, nv, dk, dv);
-    CHECK(close_to(gc, cst, (size_t)C * ns + 1, 0, 0, what)); /* incl. the untouched guard */
+    CHECK(gh_close_to(gc, cst, (size_t)C * ns + 1, 0, 0, what)); /* incl. the untouched guard */
     free(gs), free(gc);
     free(qkv), free(z), free(a), free(b), free(cw), free(nea), free(dtb), free(nw), free(cst);
     free(st), free(c), free(g), free(beta), free(o);
-    dfree(dqkv), dfree(dz), dfree(da), dfree(db), dfree(dcw), dfree(dnea), dfree(ddtb);
-    dfree(dnw), dfree(dcst), dfree(dst), dfree(dout);
+    gh_dfree(dqkv), gh_dfree(dz), gh_dfree(da), gh_dfree(db), gh_dfree(dcw), gh_dfree(dnea),
+        gh_dfree(ddtb);
+    gh_dfree(dnw), gh_dfree(dcst), gh_dfree(dst), gh_dfree(dout);
 }
 
 static void t_decode(void)
@@ -433,11 +376,11 @@ static void t_prefill_then_decode(void)
     REQUIRE(out2);
     rest.out = out2;
     CHECK(kern_gdn_recurrent(cpu, &rest) == 0);
-    CHECK(close_to(mid, h.state, ns, 5e-5f, 2e-4f, "GPU 12 + CPU 8 tokens: state"));
-    CHECK(close_to(out2, h.out + (size_t)12 * nv * dv, (size_t)8 * nv * dv, 5e-5f, 2e-4f,
-                   "GPU 12 + CPU 8 tokens: out"));
+    CHECK(gh_close_to(mid, h.state, ns, 5e-5f, 2e-4f, "GPU 12 + CPU 8 tokens: state"));
+    CHECK(gh_close_to(out2, h.out + (size_t)12 * nv * dv, (size_t)8 * nv * dv, 5e-5f, 2e-4f,
+                      "GPU 12 + CPU 8 tokens: out"));
     free(mid), free(out2);
-    dfree(dqkv), dfree(dg), dfree(db), dfree(ds), dfree(dout);
+    gh_dfree(dqkv), gh_dfree(dg), gh_dfree(db), gh_dfree(ds), gh_dfree(dout);
     gdn_free(&h);
 }
 
@@ -458,13 +401,8 @@ static void t_no_cuda(void)
 
 int main(void)
 {
-    struct th_rng r = { th_seed() };
-    rng = r;
-    have_gpu = gpu_ready();
-    if (kern_cpu_new(&cpu, 0, KERN_ISA_AUTO) < 0) {
-        printf("cannot create the CPU context: %s\n", err_msg());
+    if (gh_start(&rng, &cpu, &have_gpu) < 0)
         return 1;
-    }
     TEST_RUN(t_conv);
     TEST_RUN(t_gates);
     TEST_RUN(t_rmsnorm_gated);
@@ -474,8 +412,6 @@ int main(void)
     TEST_RUN(t_decode);
     TEST_RUN(t_prefill_then_decode);
     TEST_RUN(t_no_cuda);
-    kern_cpu_free(cpu);
-    if (have_gpu)
-        kcu_shutdown();
+    gh_finish(cpu, have_gpu);
     TEST_END();
 }

@@ -11,21 +11,13 @@
 #include "kernels/kernels.h"
 #include "testhelp.h"
 
+#include "gpuhelp.h"
+
 static struct th_rng rng;
 static struct kern_cpu *cpu;
 static int have_gpu;
 
 #define GUARD 64 /* floats after every output */
-
-static int gpu_ready(void)
-{
-    if (!kern_cuda_built())
-        return 0;
-    const char *why = NULL;
-    if (kern_cuda_device_count(&why) == 0)
-        return 0;
-    return kcu_init(0) == 0;
-}
 
 /* A random weight: codes uniform, scales in [0.5, 1.5) / sqrt(k) so outputs are O(1). */
 struct host_weight {
@@ -94,30 +86,6 @@ static void free_weight(struct host_weight *h)
     free(h->scale);
 }
 
-static float *rand_floats(size_t n)
-{
-    float *x = malloc(n * sizeof(float) + 16);
-    if (x)
-        for (size_t i = 0; i < n; i++)
-            x[i] = th_uniform(&rng);
-    return x;
-}
-
-/* max |a - b| / rms(b) over n values; NaN anywhere gives infinity */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double ss = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]) || isnan(b[i]))
-            return INFINITY;
-        ss += (double)b[i] * b[i];
-        double d = fabs((double)a[i] - b[i]);
-        mx = d > mx ? d : mx;
-    }
-    double rms = sqrt(ss / (double)(n ? n : 1));
-    return mx / (rms > 1e-20 ? rms : 1e-20);
-}
-
 /* One weight, several token counts: GPU vs CPU. */
 static void check_weight(const char *what, int type, int scale_type, long n, long k, long group,
                          const long *Ts, int nT)
@@ -139,7 +107,7 @@ static void check_weight(const char *what, int type, int scale_type, long n, lon
         return;
     }
     size_t ny = (size_t)Tmax * n;
-    float *x = rand_floats((size_t)Tmax * k), *ref = malloc(ny * 4),
+    float *x = gh_rnd(&rng, (size_t)Tmax * k, -1, 1), *ref = malloc(ny * 4),
           *got = malloc((ny + GUARD) * 4);
     struct kcu_buf dx = { 0 }, dy = { 0 };
     if (!x || !ref || !got || kcu_alloc(&dx, (size_t)Tmax * k * 4, "x") < 0 ||
@@ -166,7 +134,7 @@ static void check_weight(const char *what, int type, int scale_type, long n, lon
         /* decode: fp32 throughout, only the summation order differs; prefill rounds activations
          * and dequantized weights to bf16 for the tensor cores (~1.6e-3 of the RMS per output,
          * up to ~5 sigma over millions of outputs), so a looser max and a tight mean */
-        double e = rel_err(got, ref, m), tol = T > 16 ? 3e-2 : 1e-3;
+        double e = gh_rel_err(got, ref, m), tol = T > 16 ? 3e-2 : 1e-3;
         double nmse = e < INFINITY ? th_nmse(got, ref, m) : INFINITY;
         CHECKF(e <= tol, "%s [%ld x %ld] T=%ld: max error %.3g of the RMS (tolerance %.g)", what, n,
                k, T, e, tol);
@@ -304,12 +272,8 @@ static void t_cpu_only_stubs(void)
 
 int main(void)
 {
-    rng.s = th_seed();
-    have_gpu = gpu_ready();
-    if (kern_cpu_new(&cpu, 0, KERN_ISA_AUTO) < 0) {
-        printf("kern_cpu_new: %s\n", err_msg());
+    if (gh_start(&rng, &cpu, &have_gpu) < 0)
         return 1;
-    }
     TEST_RUN(t_cpu_only_stubs);
     TEST_RUN(t_errors);
     TEST_RUN(t_decode_odd_shapes);
@@ -317,7 +281,6 @@ int main(void)
     TEST_RUN(t_decode_model_shapes);
     TEST_RUN(t_decode_head);
     TEST_RUN(t_prefill);
-    kern_cpu_free(cpu);
-    kcu_shutdown();
+    gh_finish(cpu, have_gpu);
     TEST_END();
 }

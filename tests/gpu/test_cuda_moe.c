@@ -11,6 +11,8 @@
 #include "kernels/kernels.h"
 #include "testhelp.h"
 
+#include "gpuhelp.h"
+
 static struct th_rng rng;
 static struct kern_cpu *cpu;
 static int have_gpu;
@@ -126,20 +128,6 @@ static void free_layer(struct layer *L)
     kcu_experts_free(&L->dshared);
 }
 
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double ss = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]) || isnan(b[i]))
-            return INFINITY;
-        ss += (double)b[i] * b[i];
-        double d = fabs((double)a[i] - b[i]);
-        mx = d > mx ? d : mx;
-    }
-    double rms = sqrt(ss / (double)(n ? n : 1));
-    return mx / (rms > 1e-20 ? rms : 1e-20);
-}
-
 /* T tokens through layer L with top-k, GPU vs CPU; router: compute the logits from a bf16 router
  * weight on both sides instead of passing them. */
 static void check_moe(const char *what, struct layer *L, int k, long T, int use_router)
@@ -232,7 +220,7 @@ static void check_moe(const char *what, struct layer *L, int k, long T, int use_
     CHECKF(bad_idx == 0, "%s T=%ld: %ld of %ld selections differ", what, T, bad_idx, T * k);
     CHECKF(wmax <= 1e-5, "%s T=%ld: router weights differ by %.3g", what, T, wmax);
     /* from 32 tokens on the grouped GEMM rounds its operands to bf16 (see test_cuda_linear.c) */
-    double e = rel_err(got, ref, nx), tol = T >= 32 ? 3e-2 : 2e-3;
+    double e = gh_rel_err(got, ref, nx), tol = T >= 32 ? 3e-2 : 2e-3;
     double nmse = e < INFINITY ? th_nmse(got, ref, nx) : INFINITY;
     CHECKF(e <= tol, "%s T=%ld: max error %.3g of the RMS (tolerance %.g)", what, T, e, tol);
     CHECKF(nmse <= (T >= 32 ? 3e-5 : 1e-7), "%s T=%ld: nmse %.3g", what, T, nmse);
@@ -379,17 +367,12 @@ static void t_errors(void)
 
 int main(void)
 {
-    rng.s = th_seed();
-    have_gpu = kern_cuda_built() && kern_cuda_device_count(NULL) > 0 && kcu_init(0) == 0;
-    if (kern_cpu_new(&cpu, 0, KERN_ISA_AUTO) < 0) {
-        printf("kern_cpu_new: %s\n", err_msg());
+    if (gh_start(&rng, &cpu, &have_gpu) < 0)
         return 1;
-    }
     TEST_RUN(t_errors);
     TEST_RUN(t_route);
     TEST_RUN(t_moe_small);
     TEST_RUN(t_moe_model);
-    kern_cpu_free(cpu);
-    kcu_shutdown();
+    gh_finish(cpu, have_gpu);
     TEST_END();
 }

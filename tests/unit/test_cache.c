@@ -8,6 +8,7 @@
 #include "engine/model.h"
 #include "engine/seqstate.h"
 #include "kernels/kernels.h"
+#include "seqfix.h"
 #include "testhelp.h"
 
 #include <signal.h>
@@ -33,22 +34,6 @@ static void rm_db(const char *path)
 }
 
 /* ---------------------------------------------------------------- seqstate pieces */
-
-static struct seq_dims tiny_dims(void)
-{
-    struct seq_dims d;
-    memset(&d, 0, sizeof d);
-    d.n_layers = 4;
-    d.is_full[1] = d.is_full[3] = 1;
-    d.n_kv = 2;
-    d.head_dim = 8;
-    d.conv_ch = 12;
-    d.conv_k = 4;
-    d.n_v = 2;
-    d.dk = 3;
-    d.dv = 5;
-    return d;
-}
 
 static void fill(struct seq_state *s, long n, struct th_rng *r)
 {
@@ -95,7 +80,7 @@ static int same_state(struct seq_state *a, struct seq_state *b)
 static void t_pieces(void)
 {
     struct th_rng r = { th_seed() };
-    struct seq_dims d = tiny_dims();
+    struct seq_dims d = seqfix_dims(0xa);
     uint8_t id[32] = { 1, 2, 3 }, other[32] = { 9 };
     struct seq_state *a, *b;
     REQUIRE(seq_new(&a, &d, KERN_FP8, 8) == 0);

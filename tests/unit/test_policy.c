@@ -1,6 +1,7 @@
 /* test_policy.c - the path policy: resolution, decisions, race safety (tools/policy.c).
  * Every test runs twice: with openat2 (where the kernel has it) and with the checked walk. */
 #include "testhelp.h"
+#include "workspace.h"
 
 #include "common/err.h"
 #include "tools/policy.h"
@@ -13,34 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char base[512], ws[600], out[600], home[600], data[600];
+static char base[WSP_BASE], ws[WSP_PATH], out[WSP_PATH], home[600], data[600];
 static int walk_mode;
-
-static void mkfile(const char *dir, const char *rel, const char *text)
-{
-    char p[1200];
-    snprintf(p, sizeof p, "%s/%s", dir, rel);
-    FILE *f = fopen(p, "w");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
 
 static void setup_tree(void)
 {
-    snprintf(base, sizeof base, "%s/lode-test-policy.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(base))
-        abort();
-    snprintf(ws, sizeof ws, "%s/ws", base);
-    snprintf(out, sizeof out, "%s/outside", base);
+    wsp_create("policy", base, ws, out);
     snprintf(home, sizeof home, "%s/home", base);
     snprintf(data, sizeof data, "%s/ws/xdgdata", base);
-    mkdir(ws, 0755);
-    mkdir(out, 0755);
     mkdir(home, 0755);
-    char p[1200];
     const char *dirs[] = { ".git",
                            ".git/hooks",
                            "src",
@@ -58,39 +40,23 @@ static void setup_tree(void)
                            ".git/refs",
                            ".git/refs/heads",
                            "sub/.git/worktrees" };
-    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
-        snprintf(p, sizeof p, "%s/%s", ws, dirs[i]);
-        mkdir(p, 0755);
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
+        wsp_mkdir(ws, dirs[i]);
+    wsp_puts(ws, "src/a.c", "int a;\n");
+    wsp_puts(ws, ".git/config", "[core]\n\tbare = false\n\thooksPath = .husky\n");
+    wsp_puts(ws, "secret/key", "k\n");
+    wsp_puts(ws, "ro/file", "r\n");
+    wsp_puts(out, "passwd", "root\n");
+    wsp_puts(home, ".bashrc", "# rc\n");
+    wsp_symlink(out, ws, "link_out");
+    char p[1200], t[700];
+    wsp_symlink(wsp_path(t, sizeof t, out, "passwd"), ws, "link_file_out");
+    wsp_symlink("src/a.c", ws, "link_in");
+    wsp_symlink(".git/hooks", ws, "link_hooks");
+    wsp_symlink("secret/key", ws, "link_secret");
+    if (link(t, wsp_path(p, sizeof p, ws, "hard"))) {
     }
-    mkfile(ws, "src/a.c", "int a;\n");
-    mkfile(ws, ".git/config", "[core]\n\tbare = false\n\thooksPath = .husky\n");
-    mkfile(ws, "secret/key", "k\n");
-    mkfile(ws, "ro/file", "r\n");
-    mkfile(out, "passwd", "root\n");
-    mkfile(home, ".bashrc", "# rc\n");
-    snprintf(p, sizeof p, "%s/link_out", ws);
-    if (symlink(out, p)) {
-    }
-    snprintf(p, sizeof p, "%s/link_file_out", ws);
-    char t[700];
-    snprintf(t, sizeof t, "%s/passwd", out);
-    if (symlink(t, p)) {
-    }
-    snprintf(p, sizeof p, "%s/link_in", ws);
-    if (symlink("src/a.c", p)) {
-    }
-    snprintf(p, sizeof p, "%s/link_hooks", ws);
-    if (symlink(".git/hooks", p)) {
-    }
-    snprintf(p, sizeof p, "%s/link_secret", ws);
-    if (symlink("secret/key", p)) {
-    }
-    snprintf(p, sizeof p, "%s/hard", ws);
-    snprintf(t, sizeof t, "%s/passwd", out);
-    if (link(t, p)) {
-    }
-    snprintf(p, sizeof p, "%s/fifo", ws);
-    mkfifo(p, 0644);
+    mkfifo(wsp_path(p, sizeof p, ws, "fifo"), 0644);
     setenv("XDG_DATA_HOME", data, 1);
 }
 
@@ -392,9 +358,6 @@ int main(void)
         TEST_RUN(t_random_paths);
     }
     TEST_RUN(t_bad_open);
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", base);
+    wsp_remove(base);
     TEST_END();
 }

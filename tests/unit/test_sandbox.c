@@ -3,6 +3,7 @@
  * timeouts, descriptors, and each boundary at the level this kernel reaches
  * (boundaries whose mechanism is missing are skipped with the reason). */
 #include "testhelp.h"
+#include "workspace.h"
 
 #include "common/err.h"
 #include "tools/policy.h"
@@ -13,39 +14,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char base[512], ws[600], out[600];
+static char base[WSP_BASE], ws[WSP_PATH], out[WSP_PATH];
 static struct sbx_caps caps;
 static struct pol *pol;
 
 static void setup(void)
 {
-    snprintf(base, sizeof base, "%s/lode-test-sbx.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(base))
-        abort();
-    snprintf(ws, sizeof ws, "%s/ws", base);
-    snprintf(out, sizeof out, "%s/outside", base);
-    mkdir(ws, 0755);
-    mkdir(out, 0755);
-    char p[700];
-    snprintf(p, sizeof p, "%s/.git", ws);
-    mkdir(p, 0755); /* a repository without hooks/: the sandbox creates it to cover it */
-    snprintf(p, sizeof p, "%s/.git/config", ws);
-    FILE *f = fopen(p, "w");
-    if (f) {
-        fputs("[core]\n", f);
-        fclose(f);
-    }
-    snprintf(p, sizeof p, "%s/secret", ws);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/secret/key", ws);
-    if ((f = fopen(p, "w"))) {
-        fputs("k\n", f);
-        fclose(f);
-    }
-    snprintf(p, sizeof p, "%s/link", ws);
-    if (symlink(out, p)) {
-    }
+    wsp_create("sbx", base, ws, out);
+    wsp_mkdir(ws, ".git"); /* a repository without hooks/: the sandbox creates it to cover it */
+    wsp_puts(ws, ".git/config", "[core]\n");
+    wsp_mkdir(ws, "secret");
+    wsp_puts(ws, "secret/key", "k\n");
+    wsp_symlink(out, ws, "link");
     struct pol_opts o = { 0 };
     o.workspace = ws;
     if (pol_open(&pol, &o) < 0)
@@ -63,14 +43,6 @@ static struct sbx_opts opts(void)
     o.timeout_s = 10;
     o.approved = 1;
     return o;
-}
-
-static int exists(const char *dir, const char *rel)
-{
-    char p[800];
-    snprintf(p, sizeof p, "%s/%s", dir, rel);
-    struct stat st;
-    return lstat(p, &st) == 0;
 }
 
 static void t_probe_and_hook(void)
@@ -106,7 +78,7 @@ static void t_fail_closed(void)
     CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
     CHECKF(strstr(err_msg(), "network") != NULL, "%s", err_msg());
     sbx_result_free(&r);
-    CHECK(!exists(ws, "ran"));
+    CHECK(!wsp_exists(ws, "ran"));
     /* network allowed, but no confinement and no approval: refused too */
     o.network = 1;
     o.approved = 0;
@@ -114,7 +86,7 @@ static void t_fail_closed(void)
     CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
     CHECKF(strstr(err_msg(), "approval") != NULL, "%s", err_msg());
     sbx_result_free(&r);
-    CHECK(!exists(ws, "ran"));
+    CHECK(!wsp_exists(ws, "ran"));
     /* below L3 without approval: refused, and the message names the level */
     struct sbx_caps l2;
     sbx_probe(&l2, "userns");
@@ -125,7 +97,7 @@ static void t_fail_closed(void)
     CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
     CHECKF(strstr(err_msg(), "without approval") != NULL, "%s", err_msg());
     sbx_result_free(&r);
-    CHECK(!exists(ws, "ran"));
+    CHECK(!wsp_exists(ws, "ran"));
     /* hidden paths need a mount namespace: refused even with approval */
     struct pol *hp = NULL;
     const char *hidden[] = { "secret", NULL };
@@ -139,7 +111,7 @@ static void t_fail_closed(void)
     CHECKF(strstr(err_msg(), "hidden") != NULL, "%s", err_msg());
     sbx_result_free(&r);
     pol_close(hp);
-    CHECK(!exists(ws, "ran"));
+    CHECK(!wsp_exists(ws, "ran"));
 }
 
 static void t_run_basics(void)
@@ -239,19 +211,19 @@ static void t_writes(void)
     REQUIRE(sbx_run(&o, "echo ok > inside && mkdir -p d/e && echo $TMPDIR > \"$TMPDIR/t\"", &r) ==
             0);
     CHECKF(r.exited && r.status == 0, "%s", r.out.p);
-    CHECK(exists(ws, "inside") && exists(ws, "d/e"));
+    CHECK(wsp_exists(ws, "inside") && wsp_exists(ws, "d/e"));
     sbx_result_free(&r);
     char cmd[900];
     snprintf(cmd, sizeof cmd,
              "echo x > '%s/f'; echo x > link/g; ln -s /etc/passwd pw; echo x >> pw", out);
     REQUIRE(sbx_run(&o, cmd, &r) == 0);
-    CHECK(!exists(out, "f") && !exists(out, "g"));
+    CHECK(!wsp_exists(out, "f") && !wsp_exists(out, "g"));
     CHECKF(r.out.p && strstr(r.out.p, "ermission denied"), "%s", r.out.p);
     sbx_result_free(&r);
     /* no new hard link from outside into the workspace (Landlock REFER) */
     snprintf(cmd, sizeof cmd, "ln '%s/../outside' hl 2>&1; ln /etc/hostname hl2", ws);
     REQUIRE(sbx_run(&o, cmd, &r) == 0);
-    CHECK(!exists(ws, "hl2"));
+    CHECK(!wsp_exists(ws, "hl2"));
     sbx_result_free(&r);
 }
 
@@ -265,8 +237,8 @@ static void t_level3(void)
     struct sbx_result r;
     REQUIRE(sbx_run(&o, "echo x > .git/hooks/pre-commit; echo x >> .git/config; mkdir .lode/x",
                     &r) == 0);
-    CHECK(exists(ws, ".git/hooks") && !exists(ws, ".git/hooks/pre-commit"));
-    CHECK(!exists(ws, ".lode/x"));
+    CHECK(wsp_exists(ws, ".git/hooks") && !wsp_exists(ws, ".git/hooks/pre-commit"));
+    CHECK(!wsp_exists(ws, ".lode/x"));
     CHECKF(r.out.p && strstr(r.out.p, "Read-only file system"), "%s", r.out.p);
     sbx_result_free(&r);
     char p[800];
@@ -278,7 +250,8 @@ static void t_level3(void)
                     "mv .git .git-old; mv .git/hooks .git/h; rm -rf .git/hooks; "
                     "mkdir -p .git/hooks; echo x > .git/hooks/post-merge",
                     &r) == 0);
-    CHECK(!exists(ws, ".git-old") && !exists(ws, ".git/h") && !exists(ws, ".git/hooks/post-merge"));
+    CHECK(!wsp_exists(ws, ".git-old") && !wsp_exists(ws, ".git/h") &&
+          !wsp_exists(ws, ".git/hooks/post-merge"));
     CHECKF(r.out.p && strstr(r.out.p, "busy"), "%s", r.out.p);
     sbx_result_free(&r);
     /* the mounts do not leak into lode's own namespace */
@@ -297,7 +270,7 @@ static void t_level3(void)
     CHECK_INT(sbx_run(&o, "echo x > .git/hooks/pre-commit", &r), ERR_IO);
     CHECKF(strstr(err_msg(), "symlink"), "%s", err_msg());
     sbx_result_free(&r);
-    CHECK(!exists(ws, "decoy/pre-commit"));
+    CHECK(!wsp_exists(ws, "decoy/pre-commit"));
     unlink(hooks);
     REQUIRE(rename(moved, hooks) == 0);
     /* hidden paths are empty inside */
@@ -345,7 +318,7 @@ static void t_nproc(void)
         CHECK_INT(sbx_run(&o, "touch ran", &r), ERR_DENIED);
         CHECKF(strstr(err_msg(), "process limit"), "%s", err_msg());
         sbx_result_free(&r);
-        CHECK(!exists(ws, "ran"));
+        CHECK(!wsp_exists(ws, "ran"));
         /* the default limit (not asked for) is not refused, nor is 0 */
         o.nproc_explicit = 0;
         if (sbx_level(&nopids) >= 1) {
@@ -425,9 +398,6 @@ int main(void)
     TEST_RUN(t_level3);
     TEST_RUN(t_nproc);
     pol_close(pol);
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", base);
+    wsp_remove(base);
     TEST_END();
 }

@@ -3,23 +3,8 @@
 #include "common/err.h"
 #include "engine/seqstate.h"
 #include "kernels/kernels.h"
+#include "seqfix.h"
 #include "testhelp.h"
-
-static struct seq_dims tiny_dims(void)
-{
-    struct seq_dims d;
-    memset(&d, 0, sizeof d);
-    d.n_layers = 4;
-    d.is_full[3] = 1; /* full attention every 4th layer, as in the real model */
-    d.n_kv = 2;
-    d.head_dim = 8;
-    d.conv_ch = 12;
-    d.conv_k = 4;
-    d.n_v = 2;
-    d.dk = 3;
-    d.dv = 5;
-    return d;
-}
 
 /* Simulates consuming n tokens: writes KV rows and perturbs DeltaNet states. */
 static void consume(struct seq_state *s, long n, struct th_rng *r)
@@ -44,7 +29,8 @@ static void consume(struct seq_state *s, long n, struct th_rng *r)
 
 static void t_dims(void)
 {
-    struct seq_dims d = tiny_dims();
+    /* full attention every 4th layer, as in the real model */
+    struct seq_dims d = seqfix_dims(0x8);
     CHECK(seq_dims_check(&d) == 0);
     CHECK_INT(seq_kv_bytes_per_token(&d, KERN_FP8), 2 * 2 * 8);
     CHECK_INT(seq_kv_bytes_per_token(&d, KERN_BF16), 2 * 2 * 8 * 2);
@@ -61,7 +47,7 @@ static void t_dims(void)
     CHECK_INT(seq_gdn_bytes(&real), 30 * (8192 * 3 + 32 * 128 * 128) * 4);
     d.n_layers = 0;
     CHECK(seq_dims_check(&d) == ERR_INVAL);
-    d = tiny_dims();
+    d = seqfix_dims(0x8);
     d.conv_k = 1;
     CHECK(seq_dims_check(&d) == ERR_INVAL);
 }
@@ -69,7 +55,7 @@ static void t_dims(void)
 static void t_snapshot_restore(void)
 {
     struct th_rng r = { th_seed() };
-    struct seq_dims d = tiny_dims();
+    struct seq_dims d = seqfix_dims(0x8);
     struct seq_state *s;
     REQUIRE(seq_new(&s, &d, KERN_F32, 4) == 0);
     consume(s, 10, &r);
@@ -113,7 +99,7 @@ static void t_serialize(void)
     uint8_t id[32] = { 1, 2, 3 }, other[32] = { 9 };
     int types[3] = { KERN_F32, KERN_BF16, KERN_FP8 };
     for (int ti = 0; ti < 3; ti++) {
-        struct seq_dims d = tiny_dims();
+        struct seq_dims d = seqfix_dims(0x8);
         struct seq_state *s, *s2;
         REQUIRE(seq_new(&s, &d, types[ti], 1) == 0);
         s->layer[3].k_scale = 0.5f;

@@ -1,6 +1,7 @@
 /* test_tools.c - the tool registry and the file and shell tools (tools/registry.c,
  * tools/fs_tools.c, tools/shell_tool.c) in a temporary workspace. */
 #include "testhelp.h"
+#include "workspace.h"
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -18,28 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char base[512], ws[600], out[600];
+static char base[WSP_BASE], ws[WSP_PATH], out[WSP_PATH];
 static struct pol *pol;
 static struct sbx_caps caps;
 static struct tool_ctx ctx;
 static struct tool_result res;
 static const char *const hidden[] = { "hid", NULL };
-
-static void put(const char *dir, const char *rel, const char *text, size_t n)
-{
-    char p[1200];
-    snprintf(p, sizeof p, "%s/%s", dir, rel);
-    FILE *f = fopen(p, "w");
-    if (f) {
-        fwrite(text, 1, n, f);
-        fclose(f);
-    }
-}
-
-static void puts_file(const char *dir, const char *rel, const char *text)
-{
-    put(dir, rel, text, strlen(text));
-}
 
 /* The file's content ("" when missing), in a static buffer. */
 static const char *slurp(const char *dir, const char *rel)
@@ -59,32 +44,16 @@ static const char *slurp(const char *dir, const char *rel)
 
 static void setup(void)
 {
-    snprintf(base, sizeof base, "%s/lode-test-tools.XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(base))
-        abort();
-    snprintf(ws, sizeof ws, "%s/ws", base);
-    snprintf(out, sizeof out, "%s/outside", base);
-    mkdir(ws, 0755);
-    mkdir(out, 0755);
-    char p[1200];
-    snprintf(p, sizeof p, "%s/.git", ws);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/.git/hooks", ws);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/src", ws);
-    mkdir(p, 0755);
-    puts_file(out, "secret.txt", "outside\n");
-    puts_file(ws, "a.txt", "one\ntwo\nthree\n");
-    snprintf(p, sizeof p, "%s/hid", ws); /* hidden by configuration */
-    mkdir(p, 0755);
-    puts_file(ws, "hid/h.txt", "hiddenword\n");
-    snprintf(p, sizeof p, "%s/escape", ws); /* a symlink out of the workspace */
-    if (symlink(out, p)) {
-    }
-    snprintf(p, sizeof p, "%s/inlink", ws); /* a symlink inside it */
-    if (symlink("a.txt", p)) {
-    }
+    wsp_create("tools", base, ws, out);
+    wsp_mkdir(ws, ".git");
+    wsp_mkdir(ws, ".git/hooks");
+    wsp_mkdir(ws, "src");
+    wsp_puts(out, "secret.txt", "outside\n");
+    wsp_puts(ws, "a.txt", "one\ntwo\nthree\n");
+    wsp_mkdir(ws, "hid"); /* hidden by configuration */
+    wsp_puts(ws, "hid/h.txt", "hiddenword\n");
+    wsp_symlink(out, ws, "escape");     /* a symlink out of the workspace */
+    wsp_symlink("a.txt", ws, "inlink"); /* a symlink inside it */
     struct pol_opts o = { 0 };
     o.workspace = ws;
     o.home = base;
@@ -96,14 +65,6 @@ static void setup(void)
     ctx.pol = pol;
     ctx.caps = &caps;
     ctx.approved = 1; /* the tests stand in for the user's approval below L3 */
-}
-
-static void rm_rf(const char *p)
-{
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-    if (system(cmd)) {
-    }
 }
 
 /* Runs a tool with arguments given as JSON text; returns is_error. */
@@ -183,7 +144,7 @@ static void t_read(void)
     CHECK_INT(run("read_file", "{\"path\":\"missing.txt\"}"), 1);
     HAS("does not exist");
     CHECK_INT(run("read_file", "{\"path\":\"src\"}"), 1);
-    puts_file(ws, "empty.txt", "");
+    wsp_puts(ws, "empty.txt", "");
     CHECK_INT(run("read_file", "{\"path\":\"empty.txt\"}"), 0);
     HAS("empty file");
 }
@@ -193,7 +154,7 @@ static void t_read_caps(void)
     struct buf b = { 0 };
     for (int i = 1; i <= 5000; i++)
         buf_printf(&b, "line %d\n", i);
-    put(ws, "big.txt", b.p, b.len);
+    wsp_put(ws, "big.txt", b.p, b.len);
     CHECK_INT(run("read_file", "{\"path\":\"big.txt\"}"), 0);
     HAS("  2000\tline 2000\n");
     CHECK(!strstr(text(), "line 2001\n"));
@@ -207,7 +168,7 @@ static void t_read_caps(void)
     buf_reset(&b);
     for (int i = 0; i < 5000; i++)
         buf_putc(&b, 'x');
-    put(ws, "long.txt", b.p, b.len);
+    wsp_put(ws, "long.txt", b.p, b.len);
     CHECK_INT(run("read_file", "{\"path\":\"long.txt\"}"), 0);
     HAS("[line cut at 2000 bytes]");
     CHECK(res.text.len < 2100);
@@ -216,13 +177,13 @@ static void t_read_caps(void)
 
 static void t_binary(void)
 {
-    put(ws, "bin.dat", "ab\0cd", 5);
+    wsp_put(ws, "bin.dat", "ab\0cd", 5);
     CHECK_INT(run("read_file", "{\"path\":\"bin.dat\"}"), 0);
     HAS("binary file (5 bytes)");
-    put(ws, "latin1.txt", "caf\xe9\n", 5);
+    wsp_put(ws, "latin1.txt", "caf\xe9\n", 5);
     CHECK_INT(run("read_file", "{\"path\":\"latin1.txt\"}"), 0);
     HAS("binary file");
-    puts_file(ws, "utf8.txt", "caf\xc3\xa9\n");
+    wsp_puts(ws, "utf8.txt", "caf\xc3\xa9\n");
     CHECK_INT(run("read_file", "{\"path\":\"utf8.txt\"}"), 0);
     HAS("caf\xc3\xa9");
     CHECK_INT(run("edit_file", "{\"path\":\"bin.dat\",\"old_string\":\"ab\",\"new_string\":\"x\"}"),
@@ -254,7 +215,7 @@ static void t_refusals(void)
               1);
     HAS("refused");
     CHECK(slurp(ws, ".git/hooks/pre-commit")[0] == 0);
-    puts_file(ws, ".git/config", "[core]\n");
+    wsp_puts(ws, ".git/config", "[core]\n");
     CHECK_INT(run("edit_file", "{\"path\":\".git/config\",\"old_string\":\"[core]\","
                                "\"new_string\":\"[x]\"}"),
               1);
@@ -289,7 +250,7 @@ static void t_write(void)
     CHECK_STR(slurp(ws, "new/deep/f.txt"), "hello\nworld");
     char p[1200];
     snprintf(p, sizeof p, "%s/run.sh", ws);
-    puts_file(ws, "run.sh", "echo a\n");
+    wsp_puts(ws, "run.sh", "echo a\n");
     chmod(p, 0751);
     CHECK_INT(run("write_file", "{\"path\":\"run.sh\",\"content\":\"echo b\\n\"}"), 0);
     HAS("wrote run.sh");
@@ -297,13 +258,11 @@ static void t_write(void)
     CHECK(stat(p, &st) == 0 && (st.st_mode & 07777) == 0751);
     CHECK_STR(slurp(ws, "run.sh"), "echo b\n");
     /* writing through a symlink inside the workspace replaces its target, keeps the link */
-    puts_file(ws, "target.txt", "old\n");
-    snprintf(p, sizeof p, "%s/tlink", ws);
-    if (symlink("target.txt", p)) {
-    }
+    wsp_puts(ws, "target.txt", "old\n");
+    wsp_symlink("target.txt", ws, "tlink");
     CHECK_INT(run("write_file", "{\"path\":\"tlink\",\"content\":\"new\\n\"}"), 0);
     CHECK_STR(slurp(ws, "target.txt"), "new\n");
-    CHECK(lstat(p, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(lstat(wsp_path(p, sizeof p, ws, "tlink"), &st) == 0 && S_ISLNK(st.st_mode));
     /* no temp files left behind */
     CHECK_INT(run("list_dir", NULL), 0);
     CHECK(!strstr(text(), ".tmp"));
@@ -311,7 +270,7 @@ static void t_write(void)
 
 static void t_edit(void)
 {
-    puts_file(ws, "e.c", "int a;\nint b;\nint a2;\nint c;\n");
+    wsp_puts(ws, "e.c", "int a;\nint b;\nint a2;\nint c;\n");
     CHECK_INT(run("edit_file", "{\"path\":\"e.c\",\"old_string\":\"int b;\","
                                "\"new_string\":\"long b;\\nlong bb;\"}"),
               0);
@@ -340,7 +299,7 @@ static void t_edit(void)
               1);
     HAS("does not exist");
     /* no newline at the end */
-    puts_file(ws, "n.txt", "a\nb");
+    wsp_puts(ws, "n.txt", "a\nb");
     CHECK_INT(run("edit_file", "{\"path\":\"n.txt\",\"old_string\":\"b\",\"new_string\":\"c\"}"),
               0);
     HAS("-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n");
@@ -367,30 +326,22 @@ static void t_list(void)
 
 static void t_search(void)
 {
-    char p[1200];
-    snprintf(p, sizeof p, "%s/g", ws);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/g/sub", ws);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/g/build", ws);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/g/.git", ws);
-    mkdir(p, 0755);
-    puts_file(ws, "g/.gitignore", "build/\n*.log\n!keep.log\n/top.txt\n");
-    puts_file(ws, "g/one.c", "int needle = 1;\nint other;\n");
-    puts_file(ws, "g/sub/two.c", "  needle();\n");
-    puts_file(ws, "g/sub/two.h", "needle\n");
-    puts_file(ws, "g/sub/top.txt", "needle\n"); /* /top.txt is anchored: not ignored here */
-    puts_file(ws, "g/top.txt", "needle\n");
-    puts_file(ws, "g/build/out.c", "needle\n");
-    puts_file(ws, "g/x.log", "needle\n");
-    puts_file(ws, "g/keep.log", "needle\n");
-    puts_file(ws, "g/.git/HEAD", "needle\n");
-    put(ws, "g/blob.bin", "needle\0\n", 8);
-    snprintf(p, sizeof p, "%s/g/esc", ws); /* a symlink out: never followed */
-    if (symlink(out, p)) {
-    }
-    puts_file(out, "out.c", "needle\n");
+    static const char *const dirs[] = { "g", "g/sub", "g/build", "g/.git" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        wsp_mkdir(ws, dirs[i]);
+    wsp_puts(ws, "g/.gitignore", "build/\n*.log\n!keep.log\n/top.txt\n");
+    wsp_puts(ws, "g/one.c", "int needle = 1;\nint other;\n");
+    wsp_puts(ws, "g/sub/two.c", "  needle();\n");
+    wsp_puts(ws, "g/sub/two.h", "needle\n");
+    wsp_puts(ws, "g/sub/top.txt", "needle\n"); /* /top.txt is anchored: not ignored here */
+    wsp_puts(ws, "g/top.txt", "needle\n");
+    wsp_puts(ws, "g/build/out.c", "needle\n");
+    wsp_puts(ws, "g/x.log", "needle\n");
+    wsp_puts(ws, "g/keep.log", "needle\n");
+    wsp_puts(ws, "g/.git/HEAD", "needle\n");
+    wsp_put(ws, "g/blob.bin", "needle\0\n", 8);
+    wsp_symlink(out, ws, "g/esc"); /* a symlink out: never followed */
+    wsp_puts(out, "out.c", "needle\n");
 
     CHECK_INT(run("grep", "{\"pattern\":\"needle\",\"path\":\"g\"}"), 0);
     CHECK_STR(text(), "g/keep.log:1:needle\ng/one.c:1:int needle = 1;\n"
@@ -729,25 +680,22 @@ static void t_web(void)
 
 static void t_ignore_files(void)
 {
-    char p[1200];
     static const char *const dirs[] = { "ig",     "ig/.git",     "ig/.git/info",
                                         "ig/src", "ig/src/deep", "ig/gen" };
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", ws, dirs[i]);
-        mkdir(p, 0755);
-    }
-    puts_file(ws, "ig/.git/info/exclude", "# local excludes\n*.local\nsrc/deep/x.c\n");
-    puts_file(ws, "ig/.gitignore", "gen/\n");
-    puts_file(ws, "ig/src/.gitignore", "*.tmp\n!keep.local\n");
-    puts_file(ws, "ig/a.c", "word\n");
-    puts_file(ws, "ig/b.local", "word\n");
-    puts_file(ws, "ig/gen/g.c", "word\n");
-    puts_file(ws, "ig/src/s.c", "word\n");
-    puts_file(ws, "ig/src/s.tmp", "word\n");
-    puts_file(ws, "ig/src/keep.local", "word\n"); /* re-included by the nested .gitignore */
-    puts_file(ws, "ig/src/deep/x.c", "word\n");
-    puts_file(ws, "ig/src/deep/y.c", "word\n");
-    puts_file(ws, "ig/src/deep/z.tmp", "word\n");
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        wsp_mkdir(ws, dirs[i]);
+    wsp_puts(ws, "ig/.git/info/exclude", "# local excludes\n*.local\nsrc/deep/x.c\n");
+    wsp_puts(ws, "ig/.gitignore", "gen/\n");
+    wsp_puts(ws, "ig/src/.gitignore", "*.tmp\n!keep.local\n");
+    wsp_puts(ws, "ig/a.c", "word\n");
+    wsp_puts(ws, "ig/b.local", "word\n");
+    wsp_puts(ws, "ig/gen/g.c", "word\n");
+    wsp_puts(ws, "ig/src/s.c", "word\n");
+    wsp_puts(ws, "ig/src/s.tmp", "word\n");
+    wsp_puts(ws, "ig/src/keep.local", "word\n"); /* re-included by the nested .gitignore */
+    wsp_puts(ws, "ig/src/deep/x.c", "word\n");
+    wsp_puts(ws, "ig/src/deep/y.c", "word\n");
+    wsp_puts(ws, "ig/src/deep/z.tmp", "word\n");
     /* from the repository root */
     CHECK_INT(run("grep", "{\"pattern\":\"word\",\"path\":\"ig\"}"), 0);
     CHECK_STR(text(), "ig/a.c:1:word\nig/src/deep/y.c:1:word\nig/src/keep.local:1:word\n"
@@ -776,7 +724,7 @@ static void t_lode_files(void)
     char p[1200];
     snprintf(p, sizeof p, "%s/.lode", ws);
     mkdir(p, 0755);
-    puts_file(ws, ".lode/config.json", "{\"threads\": 2}\n");
+    wsp_puts(ws, ".lode/config.json", "{\"threads\": 2}\n");
     CHECK_INT(run("edit_file", "{\"path\":\".lode/config.json\",\"old_string\":\"2\","
                                "\"new_string\":\"3\"}"),
               1);
@@ -816,7 +764,7 @@ static void t_list_parse(void)
     char hd[1200];
     snprintf(hd, sizeof hd, "%s/.ssh", base);
     mkdir(hd, 0700);
-    puts_file(hd, "id", "KEY\n");
+    wsp_puts(hd, "id", "KEY\n");
     const char *const hid2[] = { "~/.ssh", NULL };
     struct pol_opts o = { 0 };
     o.workspace = ws;
@@ -872,6 +820,6 @@ int main(void)
     TEST_RUN(t_lode_files);
     tool_result_free(&res);
     pol_close(pol);
-    rm_rf(base);
+    wsp_remove(base);
     TEST_END();
 }

@@ -37,9 +37,21 @@ int engine_args_opt(struct engine_args *ea, struct app *a, const char *cmd, cons
     }
     if (!strcmp(name, "backend")) {
         int rc = cli_cfg_flag(a, cmd, "backend", "backend", value);
-        if (rc == EXIT_OK && strcmp(value, "cpu") && strcmp(value, "auto"))
-            return cli_usage_error(cmd, "--backend %s: only the cpu backend runs models so far",
-                                   value);
+        if (rc != EXIT_OK)
+            return rc;
+        if (!strcmp(value, "cuda")) {
+            const char *why = NULL;
+            if (kern_cuda_device_count(&why) <= 0)
+                return cli_usage_error(cmd, "--backend cuda: no usable GPU (%s)",
+                                       why ? why : "none found");
+            ea->o.backend = ENG_BACKEND_CUDA;
+        } else if (!strcmp(value, "auto")) {
+            ea->o.backend = ENG_BACKEND_AUTO;
+        } else if (!strcmp(value, "cpu")) {
+            ea->o.backend = ENG_BACKEND_CPU;
+        } else {
+            return cli_usage_error(cmd, "--backend %s: expected auto, cpu or cuda", value);
+        }
         return rc;
     }
     if (!strcmp(name, "yarn")) {

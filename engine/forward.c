@@ -10,6 +10,7 @@
  * Prefill and decode are the same code; T = 1 is a decode step. Long inputs
  * are processed in chunks of o.chunk tokens so activation memory is bounded.
  */
+#include "engine/model_cuda.h"
 #include "engine/model_impl.h"
 
 #include "common/ckd.h"
@@ -301,6 +302,8 @@ static int forward_chunk(struct eng *e, struct seq_state *s, const int32_t *tok,
 int eng_forward(struct eng *e, struct seq_state *s, const int32_t *tokens, long T, float *logits,
                 int all)
 {
+    if (e->gpu)
+        return engc_eng_forward(e, s, tokens, T, logits, all);
     long V = (long)e->ck.cfg.vocab;
     for (long t = 0; t < T; t++)
         if (tokens[t] < 0 || tokens[t] >= V)

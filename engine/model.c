@@ -3,6 +3,7 @@
  * checkpoint (engine/ckpt.h) becomes a kernel view (kernels/kernels.h) that
  * points into the mmap; small tensors (norms, conv, gates) become fp32 arrays.
  */
+#include "engine/model_cuda.h"
 #include "engine/model_impl.h"
 
 #include "common/err.h"
@@ -239,6 +240,7 @@ void eng_close(struct eng *e)
 {
     if (!e)
         return;
+    engc_detach(e);
     for (size_t i = 0; i < e->n_owned; i++)
         free(e->owned[i]);
     free(e->owned);
@@ -304,6 +306,8 @@ int eng_open(struct eng **out, const char *dir, const struct eng_opts *o)
         goto fail;
     }
     if ((rc = model_identity(e)) < 0)
+        goto fail;
+    if (e->o.backend != ENG_BACKEND_CPU && (rc = engc_attach(e)) < 0)
         goto fail;
     *out = e;
     return 0;

@@ -30,7 +30,16 @@ struct eng_opts {
     int kv_type; /* enum kern_dtype: KERN_FP8 (default), KERN_BF16, KERN_F32 */
     long chunk;  /* prefill tokens per forward step (bounds activation memory) */
     double yarn; /* > 1: force YaRN with this factor (over the config's max positions) */
+    int backend; /* enum eng_backend: where eng_forward runs (engine/model_cuda.h) */
+    int device;  /* CUDA device index for ENG_BACKEND_CUDA */
 };
+
+/* ENG_BACKEND_CUDA: eng_open also uploads the weights to the GPU and eng_forward runs there,
+ * writing the new KV rows and DeltaNet states back into the (host) seq_state after each call,
+ * so snapshots, serialization and the prefix cache work unchanged. */
+/* ENG_BACKEND_AUTO: CUDA when a device is present and the model fits (else the CPU, with a
+ * warning naming why). */
+enum eng_backend { ENG_BACKEND_AUTO = -1, ENG_BACKEND_CPU = 0, ENG_BACKEND_CUDA = 1 };
 
 struct eng_opts eng_opts_default(void);
 

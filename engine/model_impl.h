@@ -50,6 +50,7 @@ struct eng {
     eng_trace_fn trace;
     void *trace_ctx;
     int gdn_mode;
+    struct engc *gpu; /* o.backend == ENG_BACKEND_CUDA: the device copy (model_cuda.c) */
 };
 
 #endif

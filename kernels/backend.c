@@ -120,3 +120,40 @@ int kcs_attention(const struct kern_attn *a, const float *gate, long g_tok, long
     return no_cuda_seq("cuda attention");
 }
 #endif
+
+/* ---- kernels_cuda_misc.h (embedding, norm, add, argmax, ordered copies) */
+#if !LODE_CUDA
+static int no_cuda_misc(const char *what)
+{
+    return err_set(ERR_UNSUPPORTED, "%s: built without CUDA", what);
+}
+
+int kcm_embed(float *x, const void *table, int type, long vocab, long hidden, const int32_t *tok,
+              long T, void *stream)
+{
+    return no_cuda_misc("cuda embed");
+}
+int kcm_rmsnorm(float *y, long ldy, const float *x, long ldx, const float *w, long rows, long n,
+                float eps, void *stream)
+{
+    return no_cuda_misc("cuda rmsnorm");
+}
+int kcm_add(float *x, const float *y, size_t n, void *stream) { return no_cuda_misc("cuda add"); }
+int kcm_expert_mix(float *y, const float *ye, const int *idx, const float *wt, long T, int k,
+                   int expert, long hidden, void *stream)
+{
+    return no_cuda_misc("cuda expert mix");
+}
+int kcm_argmax(int32_t *out, const float *x, long rows, long n, void *stream)
+{
+    return no_cuda_misc("cuda argmax");
+}
+int kcm_h2d(void *dst_dev, const void *src_host, size_t bytes, void *stream)
+{
+    return no_cuda_misc("cuda upload");
+}
+int kcm_d2h(void *dst_host, const void *src_dev, size_t bytes, void *stream)
+{
+    return no_cuda_misc("cuda download");
+}
+#endif

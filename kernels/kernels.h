@@ -254,7 +254,8 @@ int kern_bench_run(const char *which, int threads, FILE *out);
  * Whole-model benchmarks measure it in the same run as their decode figures. */
 double kern_mem_bandwidth(int threads, int isa);
 
-#include "kernels/kernels_cuda.h"     /* the CUDA backend: device, buffers, linear, MoE */
-#include "kernels/kernels_cuda_seq.h" /* CUDA DeltaNet and attention kernels */
+#include "kernels/kernels_cuda.h"      /* the CUDA backend: device, buffers, linear, MoE */
+#include "kernels/kernels_cuda_seq.h"  /* CUDA DeltaNet and attention kernels */
+#include "kernels/kernels_cuda_misc.h" /* CUDA embedding, norm, add, argmax */
 
 #endif

@@ -8,7 +8,9 @@
  *         brought down with one shift and turned into the float (code - 8) by vpermps from a
  *         16-entry table (vpermps reads only the low 4 index bits, so no mask is needed). The
  *         activations are permuted once per call so that vector s holds column 8j+s in lane j.
- *         Each word's 8 products are summed in fp32 and then scaled by its group's scale.
+ *         Each word's 8 products are summed in fp32 and then scaled by its group's scale. Four
+ *         rows are computed per pass (dot_i4_rows) so the activation loads and the final
+ *         reduction are shared.
  *   int8: bytes are in column order: xor 0x80 turns code into the signed (code - 128), which
  *         widens and converts to fp32.
  * Prefill (T >= 4): 16 rows at a time are dequantized exactly into fp32 scratch (L1/L2), then a
@@ -34,11 +36,20 @@ static inline __mmask16 tail_mask(long left)
 static void row_scales(const struct kern_weight *w, long r, float *out)
 {
     long ng = w->k / w->group, g = 0;
+    /* masked tails: an expert's down projection has only 8 groups per row, and a scalar
+     * kern_scale_at per group cost as much as the row's dot product */
     if (w->scale_type == KERN_BF16) {
         const uint16_t *s = (const uint16_t *)w->scale + r * ng;
-        for (; g + 16 <= ng; g += 16) {
-            __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + g)));
-            _mm512_storeu_ps(out + g, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+        for (; g < ng; g += 16) {
+            __mmask16 m = tail_mask(ng - g);
+            __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s + g));
+            _mm512_mask_storeu_ps(out + g, m, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+        }
+    } else if (w->scale_type == KERN_F32) {
+        const float *s = (const float *)w->scale + r * ng;
+        for (; g < ng; g += 16) {
+            __mmask16 m = tail_mask(ng - g);
+            _mm512_mask_storeu_ps(out + g, m, _mm512_maskz_loadu_ps(m, s + g));
         }
     }
     for (; g < ng; g++)
@@ -98,11 +109,18 @@ static float dot_bf16(const uint16_t *w, const float *x, long k)
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-/* int4 decode layout: xp[b*128 + s*16 + j] = x[b*128 + 8j + s] (zero past k). */
+/* int4 decode layout: xp[b*128 + s*16 + j] = x[b*128 + 8j + s] (zero past k). Whole blocks are
+ * gathered (8 gathers instead of 128 scalar moves: it runs once per call and thread, and the
+ * MoE down projection has only 2 blocks per row to amortize it over). */
 static void i4_permute_x(const float *x, long k, float *xp)
 {
-    long nb = (k + 127) / 128;
-    for (long b = 0; b < nb; b++)
+    long nb = (k + 127) / 128, b = 0;
+    const __m512i idx =
+        _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
+    for (; (b + 1) * 128 <= k; b++)
+        for (int s = 0; s < 8; s++)
+            _mm512_store_ps(xp + b * 128 + s * 16, _mm512_i32gather_ps(idx, x + b * 128 + s, 4));
+    for (; b < nb; b++)
         for (int s = 0; s < 8; s++)
             for (int j = 0; j < 16; j++) {
                 long col = b * 128 + 8 * j + s;
@@ -151,6 +169,101 @@ static float dot_i4(const uint32_t *p, const float *sc, long k, long group, cons
             acc0 = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), s, acc0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* Row j's 16-lane sum acc[j] reduced to out[j] for j < 4, with 4 rows sharing the shuffles (one
+ * 4-way tree instead of four reduce_add). The tree is the same whatever the number of live rows,
+ * so a row's result does not depend on how many rows were computed with it. */
+static inline void reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3, float out[4])
+{
+    __m512 a =
+        _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xee));
+    __m512 c =
+        _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xee));
+    __m512 d = _mm512_add_ps(_mm512_shuffle_f32x4(a, c, 0x88), _mm512_shuffle_f32x4(a, c, 0xdd));
+    d = _mm512_add_ps(d, _mm512_permute_ps(d, 0x4e));
+    d = _mm512_add_ps(d, _mm512_permute_ps(d, 0xb1));
+    const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(pick, d)));
+}
+
+/* dot_i4 for NR rows (ldw words apart, scales ng apart in sc) at once: each block's 8 permuted
+ * activation vectors are loaded once for all rows, and the rows' chains are independent, so the
+ * loop is bound by the unpack (shift + vpermps per 16 weights) and not by the per-row set-up and
+ * reduction that dominated short rows (k = 256..512: 2..4 blocks). Per row the operations and
+ * their order are those of dot_i4 except for the final reduction. */
+static inline __attribute__((always_inline)) void dot_i4_rows(const uint32_t *p, long ldw,
+                                                              const float *sc, long ng, long k,
+                                                              long group, const float *xp,
+                                                              float out[4], int NR)
+{
+    const __m512 tbl = _mm512_loadu_ps(i4_table);
+    const __m512i g32 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    long nw = k / 8, nb = (nw + 15) / 16;
+    /* software prefetch (see dot_bf16) of the same place in the next group of rows, or further
+     * when rows are short, so that it runs at least 1 KB ahead of every row's stream */
+    long pf = 4 * ldw;
+    while (pf < 256)
+        pf += 4 * ldw;
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (long b = 0; b < nb; b++) {
+        __mmask16 mw = tail_mask(nw - b * 16);
+        const float *xb = xp + b * 128;
+        long left = ng - b * 4;
+        __mmask16 mg = (__mmask16)(left >= 4 ? 0xf : (1u << left) - 1);
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+        {
+            const uint32_t *pj = p + j * ldw + b * 16;
+            _mm_prefetch((const char *)(pj + pf), _MM_HINT_T0);
+            __m512i v = _mm512_maskz_loadu_epi32(mw, pj);
+            __m512 t0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, tbl), _mm512_load_ps(xb));
+            __m512 t1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl),
+                                      _mm512_load_ps(xb + 64));
+            t0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl),
+                                 _mm512_load_ps(xb + 16), t0);
+            t1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl),
+                                 _mm512_load_ps(xb + 80), t1);
+            t0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl),
+                                 _mm512_load_ps(xb + 32), t0);
+            t1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl),
+                                 _mm512_load_ps(xb + 96), t1);
+            t0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl),
+                                 _mm512_load_ps(xb + 48), t0);
+            t1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl),
+                                 _mm512_load_ps(xb + 112), t1);
+            __m512 s;
+            if (group == 32)
+                s = _mm512_permutexvar_ps(g32, _mm512_maskz_loadu_ps(mg, sc + j * ng + b * 4));
+            else
+                s = _mm512_set1_ps(sc[j * ng + b * 128 / group]);
+            acc[j] = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), s, acc[j]);
+        }
+    }
+    reduce4(acc[0], acc[1], acc[2], acc[3], out);
+}
+
+/* Rows [r0, r1) of an i4_fast weight for one token (xp permuted): groups of 4 rows, then the
+ * rest one at a time through the same code. Row r's grouping depends only on r - r0 and r1, and
+ * both are whole KERN_MM_ROWS blocks except at n, so results do not depend on the threads. */
+static void gemv_i4(const struct kern_weight *w, const float *xp, float *y, long r0, long r1,
+                    float *sc)
+{
+    long k = w->k, ng = k / w->group, ldw = k / 8;
+    const uint32_t *p = w->data;
+    float o[4];
+    long r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        for (int j = 0; j < 4; j++)
+            row_scales(w, r + j, sc + j * ng);
+        dot_i4_rows(p + r * ldw, ldw, sc, ng, k, w->group, xp, y + r, 4);
+    }
+    for (; r < r1; r++) {
+        row_scales(w, r, sc);
+        dot_i4_rows(p + r * ldw, ldw, sc, ng, k, w->group, xp, o, 1);
+        y[r] = o[0];
+    }
 }
 
 static inline __m512 i8x16(__m128i bytes)
@@ -208,8 +321,13 @@ static void gemv(const struct kern_weight *w, const float *x, long T, float *y, 
     float *row = scr;                    /* fallback row */
     for (long t = 0; t < T; t++) {
         const float *xt = x + t * k;
-        if (w->type == KERN_I4 && i4_fast(w))
+        if (w->type == KERN_I4 && i4_fast(w)) {
             i4_permute_x(xt, k, xp);
+            if (kern_i4_rows) {
+                gemv_i4(w, xp, y + t * n, r0, r1, sc);
+                continue;
+            }
+        }
         for (long r = r0; r < r1; r++) {
             float v;
             if (w->type == KERN_BF16) {

@@ -138,6 +138,7 @@ void ag_close(struct agent *a)
         err_clear();
     }
     cJSON_Delete(a->msgs);
+    free(a->ctx);
     cJSON_Delete(a->tools);
     tc_tools_free(a->tct);
     tpl_close(a->tpl);
@@ -541,6 +542,7 @@ static void add_usage(struct agent *a, const struct be_usage *u)
 {
     a->stats.prompt_tokens += u->prompt_tokens;
     a->stats.cached_tokens += u->cached_tokens;
+    a->stats.restored_tokens += u->restored_tokens;
     a->stats.prefill_tokens += u->prefill_tokens;
     a->stats.gen_tokens += u->gen_tokens;
     a->stats.prefill_s += u->prefill_s;
@@ -586,6 +588,7 @@ static int turn(struct agent *a, struct buf *answer)
     }
     rq.max_tokens = a->o.max_tokens;
     rq.interrupt = &a->intr;
+    rq.cache_mark = ag_context_mark(a, prompt.p, prompt.len);
     struct be_usage u = { 0 };
     enum be_stop stop = BE_STOP_END;
     int grc = a->be->ops->generate(a->be, &rq, on_be, &g, &u, &stop);
@@ -674,6 +677,8 @@ static int start(struct agent *a, const char *text)
         int rc = ag_system_prompt(a->workspace, &sp);
         if (rc == 0)
             rc = add_text_message(a, "system", sp.p ? sp.p : "");
+        if (rc == 0 && a->ctx)
+            rc = ag_apply_context(a, a->ctx);
         buf_free(&sp);
         if (rc < 0)
             return rc;

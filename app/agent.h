@@ -35,9 +35,10 @@ struct cfg;
 enum ag_status { AG_DONE = 0, AG_ERROR = 1, AG_TURN_LIMIT = 3, AG_INTERRUPTED = 4 };
 
 struct ag_stats {
-    int turns;           /* generations so far in this ag_send */
-    long prompt_tokens;  /* summed over the turns of this ag_send (be_usage fields) */
+    int turns;          /* generations so far in this ag_send */
+    long prompt_tokens; /* summed over the turns of this ag_send (be_usage fields) */
     long cached_tokens;
+    long restored_tokens; /* of cached_tokens, from the persistent prefix cache */
     long prefill_tokens;
     long gen_tokens;
     double prefill_s, gen_s, tool_s, wall_s;
@@ -85,15 +86,15 @@ struct ag_hooks {
 };
 
 struct ag_opts {
-    int thinking;        /* thinking preset (else non-thinking) */
-    int approval;        /* enum appr_mode (tools/approval.h) */
-    int max_turns;       /* generations per ag_send; 0: unlimited */
-    long max_tokens;     /* per generation; 0: up to the context */
-    const char *cwd;     /* workspace root (project root); NULL: the current directory */
-    uint64_t seed;       /* sampling seed */
-    int samp_override;   /* 1: use samp instead of the thinking/non-thinking preset */
+    int thinking;      /* thinking preset (else non-thinking) */
+    int approval;      /* enum appr_mode (tools/approval.h) */
+    int max_turns;     /* generations per ag_send; 0: unlimited */
+    long max_tokens;   /* per generation; 0: up to the context */
+    const char *cwd;   /* workspace root (project root); NULL: the current directory */
+    uint64_t seed;     /* sampling seed */
+    int samp_override; /* 1: use samp instead of the thinking/non-thinking preset */
     struct samp_params samp;
-    int save_state;      /* save the backend state with the session after each ag_send (default 1) */
+    int save_state; /* save the backend state with the session after each ag_send (default 1) */
 };
 struct ag_opts ag_opts_default(void);
 
@@ -111,6 +112,12 @@ void ag_close(struct agent *a);
  * whether a state was restored; otherwise the next ag_send prefills the whole
  * conversation and reports it. */
 int ag_resume(struct agent *a, const char *id, int *restored);
+
+/* Loaded files (app/load.h): block (the files rendered as "<files>\n...</files>\n\n", see
+ * ld_block; NULL or "": none) goes in front of the system prompt, replacing what was loaded
+ * before, and the session records a "context" message with dir, the files (a JSON array of
+ * paths) and the block, so a resume rebuilds the same prompt. */
+int ag_set_context(struct agent *a, const char *dir, const char *block, const struct cJSON *files);
 
 /* Sends a user message and runs the loop. Returns enum ag_status (errors
  * also set err_msg()). */

@@ -44,6 +44,7 @@ struct agent {
     volatile int intr; /* ag_interrupt: polled by the backend and between tools */
     char *todo;
     struct ag_stats stats;
+    char *ctx; /* the loaded files' block in front of the system prompt, or NULL */
 };
 
 /* agent_prompt.c: lode's system prompt for the workspace, with the project's
@@ -60,6 +61,12 @@ cJSON *ag_record_to_message(const char *kind, const cJSON *body);
 int ag_save_state(struct agent *a);
 /* Loads the stored conversation of session id into a (see ag_resume). */
 int ag_load_session(struct agent *a, const char *id, int *restored);
+
+/* agent_context.c: puts block (NULL: none) in front of the system message (now, or when it
+ * is created) without recording it; the byte offset of the block's end in a rendered prompt
+ * (0: not there). */
+int ag_apply_context(struct agent *a, const char *block);
+size_t ag_context_mark(const struct agent *a, const char *prompt, size_t n);
 
 /* agent.c: renders the conversation (+ generation prompt) into out. */
 int ag_render_msgs(struct agent *a, const cJSON *msgs, int gen_prompt, struct buf *out);

@@ -93,6 +93,7 @@ struct load {
     int64_t last_seq;
     long max_call;
     int rc;
+    char *ctx; /* the newest "context" record's block */
 };
 
 static long call_number(const char *id)
@@ -111,6 +112,12 @@ static int load_fn(void *ctx, int64_t seq, const char *kind, const char *body, i
     l->last_seq = seq;
     cJSON *o = cJSON_Parse(body);
     cJSON *m = o ? ag_record_to_message(kind, o) : NULL;
+    const cJSON *blk =
+        !strcmp(kind, "context") ? cJSON_GetObjectItemCaseSensitive(o, "content") : NULL;
+    if (cJSON_IsString(blk)) {
+        free(l->ctx);
+        l->ctx = strdup(blk->valuestring); /* NULL (out of memory): resumed without it */
+    }
     if (m) {
         /* A system record only counts at the start, where the template wants it. */
         if (!strcmp(kind, "system") && cJSON_GetArraySize(l->msgs) > 0) {
@@ -176,6 +183,7 @@ int ag_load_session(struct agent *a, const char *id, int *restored)
     rc = db_messages(a->db, s.id, load_fn, &l);
     if (rc < 0) {
         cJSON_Delete(l.msgs);
+        free(l.ctx);
         db_session_free(&s);
         return err_prefix(rc, "agent: reading session %s", id);
     }
@@ -191,6 +199,12 @@ int ag_load_session(struct agent *a, const char *id, int *restored)
     cJSON_Delete(a->msgs);
     a->msgs = l.msgs;
     a->next_call = l.max_call + 1;
+    free(a->ctx);
+    a->ctx = NULL;
+    rc = ag_apply_context(a, l.ctx);
+    free(l.ctx);
+    if (rc < 0)
+        return rc;
     int ok = load_state(a);
     if (restored)
         *restored = ok;
@@ -206,6 +220,7 @@ static int64_t last_seq(struct agent *a)
         return 0;
     db_messages(a->db, a->sid, load_fn, &l);
     cJSON_Delete(l.msgs);
+    free(l.ctx);
     return l.last_seq;
 }
 

@@ -34,6 +34,13 @@
  * the next prompt renders it and it is prefilled then, so context() is
  * always exactly what the model consumed (also after an interrupt). Up to 16
  * snapshots are kept (also one at the end of the first message).
+ *
+ * With cfg.cache the engine backend also uses the persistent prefix cache
+ * (app/prefix_cache.h): before prefilling it restores the longest cached
+ * prefix that goes beyond what the state holds, and while prefilling it
+ * saves blocks and snapshots at the same points as the in-memory ones, at
+ * rq.cache_mark and every cache_every tokens. usage.restored_tokens counts
+ * what came from it. A cache failure is logged, never fails the turn.
  */
 #ifndef LODE_APP_BACKEND_H
 #define LODE_APP_BACKEND_H
@@ -56,8 +63,16 @@ struct be_config {
     const char *remote_model; /* openai: the "model" field sent ("" or NULL: the server's first) */
     const char *api_key;      /* openai: bearer token or NULL, borrowed */
     double timeout_s;         /* openai: connect and stall timeout */
+    int cache;                /* engine: use the persistent prefix cache (default 0: off) */
+    const char *cache_path;   /* engine: the cache file (NULL: the default), borrowed */
+    uint64_t cache_budget;    /* engine: cache size in bytes (0: a share of free disk) */
+    long cache_every;         /* engine: a cache snapshot every N prefilled tokens (0: 4096) */
 };
 struct be_config be_config_default(void);
+struct cfg;
+/* Sets the cache fields from the configuration (cache.enabled, cache.path, cache.budget,
+ * cache.every; the strings stay borrowed from c). ERR_INVAL for a malformed cache.budget. */
+int be_config_cache(struct be_config *bc, const struct cfg *c);
 
 enum be_cap {
     BE_CAP_PROMPT = 1, /* wants rq.prompt (the template's rendering) */
@@ -66,12 +81,13 @@ enum be_cap {
 };
 
 struct be_usage {
-    long prompt_tokens;  /* tokens of the prompt of this generation */
-    long cached_tokens;  /* of those, already in the state (not computed again) */
-    long prefill_tokens; /* computed: prompt - cached, plus history re-prefilled after a restore */
-    long gen_tokens;     /* generated */
-    double prefill_s;    /* wall time of the prefill */
-    double gen_s;        /* wall time of the generation */
+    long prompt_tokens;   /* tokens of the prompt of this generation */
+    long cached_tokens;   /* of those, already in the state (not computed again) */
+    long prefill_tokens;  /* computed: prompt - cached, plus history re-prefilled after a restore */
+    long restored_tokens; /* of cached_tokens, restored from the persistent prefix cache */
+    long gen_tokens;      /* generated */
+    double prefill_s;     /* wall time of the prefill */
+    double gen_s;         /* wall time of the generation */
 };
 /* The script backend has no tokenizer: its token counts are all 0. */
 
@@ -87,6 +103,9 @@ struct be_request {
     /* Set to non-zero from any thread (or a signal handler) to stop soon; what
      * was generated so far is kept and generate returns 0 with stop = BE_STOP_INTERRUPT. */
     const volatile int *interrupt;
+    /* Engine: a byte offset in prompt (0: none) where a prefix-cache snapshot is worth
+     * keeping (the end of the loaded files), so a later prompt sharing that much restores it. */
+    size_t cache_mark;
 };
 
 enum be_ev_kind {

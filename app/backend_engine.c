@@ -1,6 +1,6 @@
 /*
- * backend_engine.c - the in-process engine backend ("cpu"; "auto"; "cuda"
- * once a CUDA engine exists).
+ * backend_engine.c - the in-process engine backend ("cpu"; "cuda": the same
+ * engine with its forward pass on the GPU, engine/model_cuda.h; "auto").
  *
  * The context is an append-only token sequence `held` with the invariant
  * held == the tokens the sequence state consumed (n_held == s->pos). Each
@@ -16,20 +16,31 @@
  * message (usually the system prompt, reusable after a compaction). At most
  * MAX_SNAPS are kept; the oldest goes first, except the first-message one.
  *
+ * The persistent prefix cache (pc_*, when configured) is asked before the
+ * prefill for a prefix longer than what survives in memory, and is given
+ * blocks and a snapshot at each in-memory snapshot point, at the request's
+ * cache mark and every cache_every tokens while prefilling. Its failures
+ * are logged and the turn goes on without it.
+ *
  * Saved state: "LODECTX\0", u32 version, the 32-byte model identity, u64
  * token count, the tokens (i32), u64 length of the sequence state, the
  * state (seq_serialize), u32 crc32c of everything before it. Little-endian.
  */
 #include "app/backend.h"
 #include "app/genstop.h"
+#include "app/prefix_cache.h"
 #include "common/ckd.h"
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "common/log.h"
 #include "common/text.h"
+#include "config/config.h"
 #include "engine/model.h"
+#include "engine/model_cuda.h"
 #include "engine/modelcfg.h"
 #include "engine/tokenizer.h"
+#include "kernels/kernels.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -65,6 +76,13 @@ struct eng_be {
     int n_stop;
     int32_t im_start; /* -1 when the tokenizer has no <|im_start|> */
     char dir[PATH_MAX];
+    struct pc *pc;       /* the persistent prefix cache, or NULL */
+    long cache_every;    /* a cache snapshot every N tokens (> 0) */
+    struct pc_report pr; /* this turn's cache work */
+    /* the last rq.cache_mark tokenized: its text length and checksum, its token count */
+    size_t mark_len;
+    uint32_t mark_crc;
+    long mark_tok;
 };
 
 static int stopped(const struct be_request *rq) { return rq->interrupt && *rq->interrupt; }
@@ -177,10 +195,21 @@ static int feed(struct eng_be *g, const int32_t *tok, long T)
 
 static int emit(be_event_fn fn, void *ud, const struct be_event *ev) { return fn ? fn(ud, ev) : 0; }
 
-/* Prefills ids[n_held..n) in chunks, snapshotting at the points snap[0..nsnap) (ascending).
- * Returns 0 (with *intr set when interrupted) or an error. */
+/* Stores the state at its current position in the persistent cache (when there is one). A
+ * failure is logged and counted by pc_save; only out-of-memory comes back. */
+static int cache_save(struct eng_be *g)
+{
+    if (!g->pc || g->n_held == 0)
+        return 0;
+    return pc_save(g->pc, g->s, g->held, g->n_held, &g->pr);
+}
+
+/* Prefills ids[n_held..n) in chunks, snapshotting at the points snap[0..nsnap) (ascending) in
+ * memory and in the cache, and in the cache alone at cmark (when > 0) and every cache_every
+ * tokens. Returns 0 (with *intr set when interrupted) or an error. */
 static int prefill(struct eng_be *g, const struct tok_ids *ids, const long *pts, const int *first,
-                   int npts, const struct be_request *rq, be_event_fn fn, void *ud, int *intr)
+                   int npts, long cmark, const struct be_request *rq, be_event_fn fn, void *ud,
+                   int *intr)
 {
     long n = (long)ids->n, start = g->n_held;
     struct be_event ev = { .kind = BE_EV_PREFILL, .done = 0, .total = n - start };
@@ -188,13 +217,28 @@ static int prefill(struct eng_be *g, const struct tok_ids *ids, const long *pts,
         *intr = 1;
     while (g->n_held < n && !*intr) {
         long pos = g->n_held, end = n - pos > PREFILL_CHUNK ? pos + PREFILL_CHUNK : n;
+        int save = 0;
         for (int k = 0; k < npts; k++) {
             if (pts[k] == pos) {
                 int rc = snap_take(g, first[k]);
                 if (rc < 0)
                     return rc;
+                save = 1;
             } else if (pts[k] > pos && pts[k] < end)
                 end = pts[k];
+        }
+        if (g->pc) {
+            long every = (pos / g->cache_every + 1) * g->cache_every;
+            if (every < end)
+                end = every;
+            if (cmark > pos && cmark < end)
+                end = cmark;
+            save |= pos > start && (pos == cmark || pos % g->cache_every == 0);
+        }
+        if (save) {
+            int rc = cache_save(g);
+            if (rc < 0)
+                return rc;
         }
         if (stopped(rq)) {
             *intr = 1;
@@ -208,6 +252,55 @@ static int prefill(struct eng_be *g, const struct tok_ids *ids, const long *pts,
             *intr = 1;
     }
     return 0;
+}
+
+/* Restores from the persistent cache what goes beyond the held prefix of ids (which the state
+ * holds now). Only out-of-memory fails; anything else was logged by pc_restore. */
+static int cache_restore(struct eng_be *g, const struct tok_ids *ids, struct be_usage *u)
+{
+    long n = (long)ids->n, have = g->n_held, got = have;
+    if (!g->pc || n - 1 <= have)
+        return 0;
+    int rc = held_reserve(g, n);
+    if (rc == 0)
+        rc = pc_restore(g->pc, g->s, ids->v, n, have, &got, &g->pr);
+    if (rc < 0 || g->s->pos != got || got < have) {
+        /* the state may hold half-imported rows above `have`: start over rather than guess */
+        log_msg(LOG_WARN, "prefix cache: %s (restore abandoned)", err_msg());
+        ctx_reset(g);
+        return rc == ERR_NOMEM ? rc : 0;
+    }
+    if (got > have) {
+        memcpy(g->held + have, ids->v + have, (size_t)(got - have) * sizeof *g->held);
+        g->n_held = got;
+        g->logits_ok = 0;
+        u->restored_tokens = got - have;
+    }
+    return 0;
+}
+
+/* The token position of rq->cache_mark in ids, or 0 when there is none (no cache, no mark, or
+ * the mark's text does not tokenize to a prefix of ids). The last one is remembered: the mark
+ * (the loaded files) rarely changes between turns. */
+static long cache_mark(struct eng_be *g, const struct be_request *rq, const struct tok_ids *ids)
+{
+    size_t m = rq->cache_mark;
+    if (!g->pc || !rq->prompt || m == 0 || m > rq->prompt_len)
+        return 0;
+    uint32_t crc = crc32c(0, rq->prompt, m);
+    if (m != g->mark_len || crc != g->mark_crc) {
+        struct tok_ids t = { 0 };
+        g->mark_len = m;
+        g->mark_crc = crc;
+        g->mark_tok = 0;
+        if (tok_encode(g->t, rq->prompt, m, 0, &t) < 0) {
+            log_msg(LOG_WARN, "prefix cache: mark: %s", err_msg());
+        } else if (t.n <= ids->n && !memcmp(t.v, ids->v, t.n * sizeof *t.v)) {
+            g->mark_tok = (long)t.n;
+        }
+        tok_ids_free(&t);
+    }
+    return g->mark_tok < (long)ids->n ? g->mark_tok : 0;
 }
 
 static int eng_generate(struct backend *b, const struct be_request *rq, be_event_fn fn, void *ud,
@@ -253,6 +346,9 @@ static int eng_generate(struct backend *b, const struct be_request *rq, be_event
         L = n - 1;
     if (L < g->n_held)
         rollback(g, L);
+    memset(&g->pr, 0, sizeof g->pr);
+    if ((rc = cache_restore(g, &ids, u)) < 0)
+        goto done;
     u->cached_tokens = g->n_held;
     u->prefill_tokens = n - g->n_held;
 
@@ -278,10 +374,17 @@ static int eng_generate(struct backend *b, const struct be_request *rq, be_event
         }
     }
 
+    long cmark = cache_mark(g, rq, &ids);
     int intr = 0;
     double t0 = time_s();
-    if ((rc = prefill(g, &ids, pts, first, npts, rq, fn, ud, &intr)) < 0)
+    if ((rc = prefill(g, &ids, pts, first, npts, cmark, rq, fn, ud, &intr)) < 0)
         goto done;
+    if (g->pc && (g->pr.reused || g->pr.blocks_written || g->pr.snaps_written || g->pr.failures))
+        log_msg(LOG_INFO,
+                "prefix cache: %ld tokens restored in %.3f s; %ld blocks and %ld snapshots "
+                "written in %.3f s; %d errors survived",
+                g->pr.reused, g->pr.restore_s, g->pr.blocks_written, g->pr.snaps_written,
+                g->pr.save_s, g->pr.failures);
     u->prefill_tokens = g->n_held - u->cached_tokens;
     u->prefill_s = time_s() - t0;
     if (intr) {
@@ -495,6 +598,7 @@ static void eng_be_close(struct backend *b)
     struct eng_be *g = (struct eng_be *)b;
     for (int i = 0; i < g->n_snaps; i++)
         seq_snap_free(g->snaps[i].sn);
+    pc_close(g->pc);
     seq_free(g->s);
     tok_close(g->t);
     eng_close(g->e);
@@ -515,7 +619,7 @@ static const struct be_ops eng_ops = {
 
 /* ------------------------------------------------------------ open */
 
-static int open_cpu(struct eng_be *g, const struct be_config *cfg)
+static int open_cpu(struct eng_be *g, const struct be_config *cfg, int backend)
 {
     const char *nm = g->b.name;
     if (!cfg->model || !*cfg->model)
@@ -529,9 +633,13 @@ static int open_cpu(struct eng_be *g, const struct be_config *cfg)
     o.isa = cfg->isa;
     o.kv_type = cfg->kv_type;
     o.yarn = cfg->yarn;
+    o.backend = backend;
     int rc = eng_open(&g->e, cfg->model, &o);
     if (rc < 0)
         return err_prefix(rc, "backend %s", nm);
+    /* auto: the name says where it runs (model_cuda.h picks CUDA when it fits) */
+    snprintf(g->b.name, sizeof g->b.name, "%s",
+             engc_backend_of(g->e) == ENG_BACKEND_CUDA ? "cuda" : "cpu");
     char tp[PATH_MAX];
     if ((rc = fs_join(tp, sizeof tp, cfg->model, "tokenizer.json")) < 0 ||
         (rc = tok_open(&g->t, tp)) < 0)
@@ -550,24 +658,51 @@ static int open_cpu(struct eng_be *g, const struct be_config *cfg)
         !(g->scratch = malloc(bytes)))
         return err_set(ERR_NOMEM, "backend %s: out of memory for the logits", nm);
     rc = eng_state_new(g->e, &g->s, g->max_ctx < INITIAL_CAP ? g->max_ctx : INITIAL_CAP);
-    return rc < 0 ? err_prefix(rc, "backend %s", nm) : 0;
+    if (rc < 0)
+        return err_prefix(rc, "backend %s", nm);
+    if (cfg->cache) {
+        struct pc_opts po = { .path = cfg->cache_path, .budget = cfg->cache_budget };
+        g->cache_every = cfg->cache_every > 0 ? cfg->cache_every : PC_EVERY_DEFAULT;
+        if (pc_open(&g->pc, g->e, &po) < 0) { /* the cache is an optimisation */
+            log_msg(LOG_WARN, "backend %s: prefix cache off: %s", nm, err_msg());
+            g->pc = NULL;
+        }
+    }
+    return 0;
+}
+
+int be_config_cache(struct be_config *bc, const struct cfg *c)
+{
+    bc->cache = cfg_bool(c, CFG_CACHE_ENABLED);
+    const char *p = cfg_str(c, CFG_CACHE_PATH), *b = cfg_str(c, CFG_CACHE_BUDGET);
+    bc->cache_path = p && *p ? p : NULL;
+    bc->cache_every = cfg_int(c, CFG_CACHE_EVERY);
+    bc->cache_budget = 0;
+    if (b && *b && pc_parse_size(b, &bc->cache_budget) < 0)
+        return err_set(ERR_INVAL, "cache.budget: expected a size like 20G or 500M, got '%s'", b);
+    return 0;
 }
 
 int be_engine_open(struct backend **out, const char *kind, const struct be_config *cfg)
 {
     *out = NULL;
-    if (!strcmp(kind, "cuda"))
-        return err_set(ERR_UNSUPPORTED,
-                       "backend cuda: this build has no CUDA engine yet (use --backend cpu)");
-    if (strcmp(kind, "cpu") && strcmp(kind, "auto"))
+    int backend = !strcmp(kind, "cuda")   ? ENG_BACKEND_CUDA
+                  : !strcmp(kind, "auto") ? ENG_BACKEND_AUTO
+                                          : ENG_BACKEND_CPU;
+    if (strcmp(kind, "cpu") && strcmp(kind, "auto") && strcmp(kind, "cuda"))
         return err_set(ERR_INVAL, "backend '%s': expected auto, cpu or cuda", kind);
+    const char *why = NULL;
+    if (backend == ENG_BACKEND_CUDA && kern_cuda_device_count(&why) <= 0)
+        return err_set(ERR_UNSUPPORTED, "backend cuda: no usable GPU (%s)",
+                       why ? why : "none found");
     struct eng_be *g = calloc(1, sizeof *g);
     if (!g)
         return err_set(ERR_NOMEM, "backend %s: out of memory", kind);
     g->b.ops = &eng_ops;
     g->b.caps = BE_CAP_PROMPT | BE_CAP_STATE | BE_CAP_TOKENS;
-    snprintf(g->b.name, sizeof g->b.name, "cpu"); /* auto: no CUDA engine to prefer yet */
-    int rc = open_cpu(g, cfg);
+    /* auto is named "cpu" until the engine says it runs on the GPU */
+    snprintf(g->b.name, sizeof g->b.name, "%s", backend == ENG_BACKEND_CUDA ? "cuda" : "cpu");
+    int rc = open_cpu(g, cfg, backend);
     if (rc < 0) {
         eng_be_close(&g->b);
         return rc;

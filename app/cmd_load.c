@@ -19,13 +19,13 @@
 
 static const struct cli_opt opts[] = {
     { "model", 'm', 1, "DIR", "checkpoint directory (default: config key model)" },
-    { "budget", 'b', 1, "N", "token budget (default: config key context, at most 262144)" },
+    { "budget", 'b', 1, "N", "token budget (default: context less min(context/4, 32768))" },
     { "max-file", 0, 1, "BYTES", "skip files larger than this (default 262144)" },
     { "include", 'i', 1, "GLOB", "load only matching paths (repeatable; ** spans directories)" },
     { "exclude", 'x', 1, "GLOB", "leave matching paths out (repeatable)" },
     { "no-git", 0, 0, NULL, "do not order files by git history" },
     { "list", 'l', 0, NULL, "print the plan (files, tokens, what is left out); load nothing" },
-    { "db", 0, 1, "FILE", "the prefix cache (default $XDG_CACHE_HOME/lode/cache.db)" },
+    { "db", 0, 1, "FILE", "the prefix cache (default: config key cache.path)" },
     { "tokenizer", 't', 1, "FILE", "tokenizer.json (default <model>/tokenizer.json)" },
     ENGINE_CLI_OPTS,
     { 0 },
@@ -111,9 +111,9 @@ static int run(struct app *a, int argc, char **argv)
         }
     }
     if (!budget) {
-        budget = cfg_int(&a->cfg, CFG_CONTEXT);
-        if (budget <= 0 || budget > 262144)
-            budget = 262144;
+        /* what `lode run --load` and /load choose: the context less room for the conversation */
+        long ctx = cfg_int(&a->cfg, CFG_CONTEXT);
+        budget = ctx - (ctx / 4 < 32768 ? ctx / 4 : 32768);
     }
     lo.budget = budget;
     const char *model = ea.model ? ea.model : cfg_str(&a->cfg, CFG_MODEL);
@@ -129,6 +129,8 @@ static int run(struct app *a, int argc, char **argv)
     struct eng *e = NULL;
     struct pc *pc = NULL;
     struct seq_state *s = NULL;
+    struct buf block = { 0 }, text = { 0 };
+    struct tok_ids ids = { 0 };
     int rc = EXIT_ERROR;
     if (tok_open(&t, tokpath) < 0 || ld_plan_build(&p, dir, t, &lo) < 0) {
         cli_fail();
@@ -148,10 +150,36 @@ static int run(struct app *a, int argc, char **argv)
         rc = EXIT_OK;
         goto done;
     }
+    /* What is prefilled is the start of the agent's prompt with these files loaded (the
+     * template's tools, then the files block: agent_context.c), so that a session loading the
+     * same tree (`lode run --load`, /load) restores it from the cache. */
+    if (ld_block(dir, &p, &block, NULL) < 0 || ld_agent_prefix(model, block.p, &text) < 0 ||
+        tok_encode(t, text.p, text.len, 0, &ids) < 0) {
+        cli_fail();
+        goto done;
+    }
+    total = (long)ids.n;
+    /* the directory-group marks, moved to where the files' tokens are in the prefix */
+    long off = -1;
+    for (long k = 0; k < 32 && off < 0; k++) {
+        long o = total - (long)p.ids.n - k;
+        if (o >= 0 && !memcmp(ids.v + o, p.ids.v, p.ids.n * sizeof *p.ids.v))
+            off = o;
+    }
+    for (int i = 0; i < p.nmarks; i++)
+        p.marks[i] = off >= 0 ? p.marks[i] + off : 0;
     if ((rc = engine_args_open(&ea, a, "load", &e)) != EXIT_OK)
         goto done;
     rc = EXIT_ERROR;
-    struct pc_opts po = { .path = dbpath };
+    const char *cpath = cfg_str(&a->cfg, CFG_CACHE_PATH), *cb = cfg_str(&a->cfg, CFG_CACHE_BUDGET);
+    struct pc_opts po = { .path = dbpath            ? dbpath
+                                  : cpath && *cpath ? cpath
+                                                    : NULL,
+                          .every = cfg_int(&a->cfg, CFG_CACHE_EVERY) };
+    if (cb && *cb && pc_parse_size(cb, &po.budget) < 0) {
+        fprintf(stderr, "lode load: cache.budget: expected a size like 20G, got '%s'\n", cb);
+        goto done;
+    }
     if (pc_open(&pc, e, &po) < 0 || eng_state_new(e, &s, total) < 0) {
         cli_fail();
         goto done;
@@ -161,7 +189,7 @@ static int run(struct app *a, int argc, char **argv)
     sigaction(SIGINT, &sa, &old);
     struct progress pr = { .tty = isatty(2), .t0 = time_s() };
     struct pc_report r = { 0 };
-    int prc = pc_prefill(pc, s, p.ids.v, total, 0, p.marks, p.nmarks, NULL, on_progress, &pr, &r);
+    int prc = pc_prefill(pc, s, ids.v, total, 0, p.marks, p.nmarks, NULL, on_progress, &pr, &r);
     sigaction(SIGINT, &old, NULL);
     if (pr.tty)
         fprintf(stderr, "\n");
@@ -187,6 +215,9 @@ done:
     eng_close(e);
     ld_plan_free(&p);
     tok_close(t);
+    buf_free(&block);
+    buf_free(&text);
+    tok_ids_free(&ids);
     return rc;
 }
 

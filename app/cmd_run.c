@@ -7,6 +7,7 @@
 #include "app/agent.h"
 #include "app/commands.h"
 #include "app/engine_opts.h"
+#include "app/load.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/fs.h"
@@ -38,6 +39,7 @@ static const struct cli_opt opts[] = {
     { "seed", 0, 1, "N", "sampling seed (default 0)" },
     { "remote-model", 0, 1, "NAME", "openai backend: the model name sent" },
     { "api-key", 0, 1, "KEY", "openai backend: bearer token (default: $LODE_API_KEY)" },
+    { "load", 0, 1, "DIR", "put the files `lode load DIR` chooses in front of the conversation" },
     ENGINE_CLI_OPTS,
     { 0 },
 };
@@ -55,6 +57,7 @@ enum {
     O_SEED,
     O_RMODEL,
     O_APIKEY,
+    O_LOAD,
     O_ENGINE /* ENGINE_CLI_OPTS from here */
 };
 
@@ -113,15 +116,38 @@ static void add_text(cJSON *o, const char *key, const char *s, size_t n)
 
 static double rate(long n, double s) { return s > 0 ? (double)n / s : 0; }
 
-static void add_usage(cJSON *o, long in, long cached, long prefill, long out)
+static void add_usage(cJSON *o, long in, long cached, long restored, long prefill, long out)
 {
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
     if (!u)
         return;
     cJSON_AddNumberToObject(u, "input_tokens", (double)in);
     cJSON_AddNumberToObject(u, "cached_tokens", (double)cached);
+    cJSON_AddNumberToObject(u, "restored_tokens", (double)restored);
     cJSON_AddNumberToObject(u, "prefill_tokens", (double)prefill);
     cJSON_AddNumberToObject(u, "output_tokens", (double)out);
+}
+
+/* --load DIR: the files `lode load DIR` would choose, for the context less room for the
+ * conversation (a quarter, at most 32768 tokens), in front of the system prompt. */
+static int load_files(struct run *r, struct backend *be, const char *model, const char *dir)
+{
+    const int32_t *t;
+    long n = 0, max = 0;
+    if (!(be->caps & BE_CAP_TOKENS) || be->ops->context(be, &t, &n, &max) < 0 || max <= 0)
+        max = 262144;
+    long room = max / 4 < 32768 ? max / 4 : 32768;
+    struct buf block = { 0 };
+    cJSON *files = NULL;
+    int rc = ld_context(dir, be->model_dir ? be->model_dir : model, max - room, &block, &files);
+    if (rc == 0)
+        rc = ag_set_context(r->ag, dir, block.p, files);
+    if (rc == 0 && r->fmt == F_TEXT)
+        fprintf(stderr, "loaded %d files from %s (%zu bytes)\n", cJSON_GetArraySize(files), dir,
+                block.len);
+    cJSON_Delete(files);
+    buf_free(&block);
+    return rc < 0 ? err_prefix(rc, "--load %s", dir) : 0;
 }
 
 static void print_result(struct run *r, int status, const struct ag_stats *s, const char *text)
@@ -150,7 +176,8 @@ static void print_result(struct run *r, int status, const struct ag_stats *s, co
     else
         cJSON_AddNullToObject(o, "session_id");
     cJSON_AddNumberToObject(o, "turns", s->turns);
-    add_usage(o, s->prompt_tokens, s->cached_tokens, s->prefill_tokens, s->gen_tokens);
+    add_usage(o, s->prompt_tokens, s->cached_tokens, s->restored_tokens, s->prefill_tokens,
+              s->gen_tokens);
     cJSON_AddNumberToObject(o, "duration_s", s->wall_s);
     cJSON_AddNumberToObject(o, "prefill_s", s->prefill_s);
     cJSON_AddNumberToObject(o, "gen_s", s->gen_s);
@@ -253,6 +280,7 @@ static void on_event(void *ud, const struct ag_event *ev)
         const struct ag_stats *s = ev->stats;
         long in = s->prompt_tokens - r->prev.prompt_tokens;
         long cached = s->cached_tokens - r->prev.cached_tokens;
+        long restored = s->restored_tokens - r->prev.restored_tokens;
         long pre = s->prefill_tokens - r->prev.prefill_tokens;
         long out = s->gen_tokens - r->prev.gen_tokens;
         double gs = s->gen_s - r->prev.gen_s, ps = s->prefill_s - r->prev.prefill_s;
@@ -267,7 +295,7 @@ static void on_event(void *ud, const struct ag_event *ev)
             return;
         o = event("turn");
         cJSON_AddNumberToObject(o, "turn", s->turns);
-        add_usage(o, in, cached, pre, out);
+        add_usage(o, in, cached, restored, pre, out);
         cJSON_AddNumberToObject(o, "prefill_s", ps);
         cJSON_AddNumberToObject(o, "gen_s", gs);
         cJSON_AddNumberToObject(o, "tokens_per_s", rate(out, gs));
@@ -335,6 +363,7 @@ static int run_main(struct app *a, int argc, char **argv)
     const char *spec = NULL;
     int cont = 0;
     long max_turns = 50, max_tokens = 0, seed = 0;
+    const char *load = NULL;
     r.approval = appr_mode_parse(cfg_str(&a->cfg, CFG_APPROVAL));
     r.thinking = cfg_bool(&a->cfg, CFG_THINKING);
     struct cli c;
@@ -392,6 +421,7 @@ static int run_main(struct app *a, int argc, char **argv)
             break;
         case O_RMODEL: rmodel = c.arg; break;
         case O_APIKEY: key = c.arg; break;
+        case O_LOAD: load = c.arg; break;
         default:
             if (!strcmp(opts[o].name, "backend")) {
                 /* every backend, not only the engine's (engine_args_opt) */
@@ -448,6 +478,10 @@ static int run_main(struct app *a, int argc, char **argv)
     bc.context = cfg_int(&a->cfg, CFG_CONTEXT);
     bc.remote_model = rmodel;
     bc.api_key = key ? key : getenv("LODE_API_KEY");
+    if (be_config_cache(&bc, &a->cfg) < 0) {
+        buf_free(&task);
+        return cli_fail();
+    }
 
     int ec = EXIT_ERROR;
     struct backend *be = NULL;
@@ -491,6 +525,10 @@ static int run_main(struct app *a, int argc, char **argv)
                     r.restored                  ? "model state restored"
                     : (be->caps & BE_CAP_STATE) ? "no saved state: the conversation is re-read"
                                                 : "conversation restored");
+    }
+    if (load && load_files(&r, be, bc.model, load) < 0) {
+        ec = fail_early(&r, EXIT_ERROR);
+        goto out;
     }
     g_agent = r.ag;
     catch_signals();

@@ -1,9 +1,13 @@
 /* load.c - walk, filter, order, render and tokenize a codebase (see load.h). */
 #include "app/load.h"
+#include "app/chat.h"
 
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/text.h"
+#include "tools/registry.h"
+
+#include <cjson/cJSON.h>
 
 #include <dirent.h>
 #include <limits.h>
@@ -446,4 +450,98 @@ int ld_plan_build(struct ld_plan *p, const char *dir, struct tok *t, const struc
     if (rc < 0)
         ld_plan_free(p);
     return rc;
+}
+
+/* ---------------------------------------------------------------- in a conversation */
+
+int ld_block(const char *dir, const struct ld_plan *p, struct buf *out, struct cJSON **files)
+{
+    cJSON *list = files ? cJSON_CreateArray() : NULL;
+    int rc = files && !list ? ERR_NOMEM : buf_puts(out, "<files>\n");
+    for (int i = 0; i < p->n_in && rc == 0; i++) {
+        if ((rc = ld_render(dir, &p->files[i], out)) < 0)
+            break;
+        if (list && !cJSON_AddItemToArray(list, cJSON_CreateString(p->files[i].path)))
+            rc = ERR_NOMEM;
+    }
+    if (rc == 0)
+        rc = buf_puts(out, "</files>\n\n");
+    if (rc < 0) {
+        cJSON_Delete(list);
+        return err_set(rc == ERR_NOMEM ? ERR_NOMEM : rc, "load %s: rendering the files: %s", dir,
+                       err_msg());
+    }
+    if (files)
+        *files = list;
+    return 0;
+}
+
+int ld_context(const char *dir, const char *model_dir, long budget, struct buf *block,
+               struct cJSON **files)
+{
+    char tp[PATH_MAX];
+    if (!model_dir || !*model_dir)
+        return err_set(ERR_INVAL, "load %s: no model (its tokenizer counts the budget)", dir);
+    if (fs_join(tp, sizeof tp, model_dir, "tokenizer.json") < 0)
+        return err_set(ERR_INVAL, "load %s: model path too long", dir);
+    struct tok *t = NULL;
+    struct ld_plan p = { 0 };
+    struct ld_opts o = { .budget = budget, .max_file = 256 * 1024 };
+    int rc = tok_open(&t, tp);
+    if (rc == 0)
+        rc = ld_plan_build(&p, dir, t, &o);
+    if (rc == 0)
+        rc = ld_block(dir, &p, block, files);
+    ld_plan_free(&p);
+    tok_close(t);
+    return rc;
+}
+
+int ld_agent_prefix(const char *model_dir, const char *block, struct buf *out)
+{
+    /* The system content is block + the system prompt; any text after the block renders the
+     * same prefix, as the template puts the tools first and the content after them. */
+    static const char tail[] = "You are lode.";
+    struct tpl *tp = NULL;
+    const char *from;
+    struct buf tools = { 0 }, content = { 0 };
+    cJSON *msgs = NULL, *tl = NULL;
+    char *text = NULL;
+    size_t n = 0;
+    int rc = chat_template_open(model_dir, &tp, &from);
+    if (rc == 0)
+        rc = tool_schemas_json(&tools);
+    if (rc == 0 && (rc = buf_puts(&content, block)) == 0)
+        rc = buf_puts(&content, tail);
+    if (rc == 0) {
+        tl = cJSON_Parse(tools.p ? tools.p : "[]");
+        msgs = cJSON_CreateArray();
+        cJSON *m = cJSON_CreateObject(), *q = cJSON_CreateObject();
+        /* a user message too: the template wants one */
+        if (!tl || !msgs || !m || !cJSON_AddItemToArray(msgs, m) || !q ||
+            !cJSON_AddItemToArray(msgs, q) || !cJSON_AddStringToObject(m, "role", "system") ||
+            !cJSON_AddStringToObject(m, "content", content.p) ||
+            !cJSON_AddStringToObject(q, "role", "user") ||
+            !cJSON_AddStringToObject(q, "content", "hi"))
+            rc = err_set(ERR_NOMEM, "load: out of memory rendering the prompt");
+    }
+    struct tpl_opts to = { .add_generation_prompt = 0, .enable_thinking = TPL_TRUE };
+    if (rc == 0)
+        rc = tpl_render(tp, msgs, tl, &to, &text, &n);
+    const char *at = NULL;
+    if (rc == 0) {
+        size_t k = strlen(block);
+        at = k <= n ? memmem(text, n, block, k) : NULL;
+        if (!at)
+            rc = err_set(ERR_INVAL, "load: the chat template does not show the system message");
+        else
+            rc = buf_append(out, text, (size_t)(at - text) + k);
+    }
+    free(text);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tl);
+    buf_free(&tools);
+    buf_free(&content);
+    tpl_close(tp);
+    return rc < 0 ? err_prefix(rc, "load: the agent's prompt") : 0;
 }

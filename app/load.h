@@ -24,6 +24,8 @@
 #include "common/buf.h"
 #include "engine/tokenizer.h"
 
+struct cJSON;
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,5 +67,22 @@ int ld_render(const char *dir, const struct ld_file *f, struct buf *out);
 
 /* gitignore-style glob match of a relative path (exposed for tests). */
 int ld_glob(const char *pat, const char *path);
+
+/* ---- loaded files in a conversation (the agent: `lode run --load`, the UI's /load) */
+
+/* The block the agent puts in front of its system prompt: "<files>\n", every loaded file of
+ * p rendered as ld_render does, "</files>\n\n". *files (may be NULL) gets a JSON array of
+ * their paths (caller frees with cJSON_Delete). */
+int ld_block(const char *dir, const struct ld_plan *p, struct buf *out, struct cJSON **files);
+
+/* Builds the plan for dir with the defaults of `lode load` (tokenizer <model_dir>/tokenizer.json,
+ * the given budget) and its block. */
+int ld_context(const char *dir, const char *model_dir, long budget, struct buf *block,
+               struct cJSON **files);
+
+/* The text every agent prompt with this block starts with: the chat template of model_dir
+ * (NULL: built-in) rendered with lode's tools and a system message opening with block, cut
+ * right after the block. `lode load` prefills it so the agent's prefill is a cache restore. */
+int ld_agent_prefix(const char *model_dir, const char *block, struct buf *out);
 
 #endif

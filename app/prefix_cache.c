@@ -14,6 +14,7 @@
 #include "common/text.h"
 #include "db/cache.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -402,4 +403,26 @@ int pc_prefill(struct pc *pc, struct seq_state *s, const int32_t *tokens, long n
     r->prefill_s += time_s() - t0;
     free(stops);
     return rc;
+}
+
+/* ---------------------------------------------------------------- options */
+
+int pc_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0))
+        return err_set(ERR_INVAL, "'%s' is not a size", s);
+    const char *units = "KMGT", *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (u) {
+        for (const char *k = units; k <= u; k++)
+            v *= 1024;
+        end++;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || v >= 18e18)
+        return err_set(ERR_INVAL, "'%s' is not a size", s);
+    *out = (uint64_t)v;
+    return 0;
 }

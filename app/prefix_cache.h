@@ -86,4 +86,8 @@ int pc_prefill(struct pc *pc, struct seq_state *s, const int32_t *tokens, long n
                const long *marks, int nmarks, float *logits, pc_progress_fn fn, void *ctx,
                struct pc_report *r);
 
+/* "20G", "500M", "64K", "1.5T", "12345" (bytes; a trailing B is allowed) -> *out.
+ * ERR_INVAL when malformed. */
+int pc_parse_size(const char *s, uint64_t *out);
+
 #endif

@@ -68,6 +68,16 @@ static const struct cfg_key
         [CFG_SANDBOX_HIDDEN] = { "sandbox.hidden", CFG_LIST, "[]", 0, 0, 0,
                                  "paths hidden from tools and the shell (e.g. ~/.ssh)",
                                  CFGK_NO_PROJECT },
+        [CFG_CACHE_ENABLED] = { "cache.enabled", CFG_BOOL, "true", 0, 0, 0,
+                                "keep model states in the persistent prefix cache" },
+        [CFG_CACHE_BUDGET] = { "cache.budget", CFG_STR, "", 0, 0, 0,
+                               "prefix cache size (\"20G\"; \"\" = a share of free disk)",
+                               CFGK_NO_PROJECT /* a cloned repository must not fill the disk */ },
+        [CFG_CACHE_EVERY] = { "cache.every", CFG_INT, "4096", 0, 256, 1048576,
+                              "prefix cache: a snapshot every N prefilled tokens" },
+        [CFG_CACHE_PATH] = { "cache.path", CFG_STR, "", 0, 0, 0,
+                             "prefix cache file (\"\" = $XDG_CACHE_HOME/lode/cache.db)",
+                             CFGK_NO_PROJECT /* lode would write to any file it names */ },
     };
 
 static int key_find(const char *name)

@@ -48,6 +48,10 @@ enum cfg_id {
     CFG_SANDBOX_MAX_TIMEOUT, /* int: largest run_shell timeout the model may ask for */
     CFG_SANDBOX_READ_ONLY,   /* list: extra paths tools and the shell may not write */
     CFG_SANDBOX_HIDDEN,      /* list: paths hidden from tools and the shell */
+    CFG_CACHE_ENABLED,       /* bool: the persistent prefix/state cache */
+    CFG_CACHE_BUDGET,        /* str: cache size budget ("20G"; "" = a share of free disk) */
+    CFG_CACHE_EVERY,         /* int: a cache snapshot every N prefilled tokens */
+    CFG_CACHE_PATH,          /* str: cache file, "" = the default (project-denied) */
     CFG_NKEYS
 };
 

@@ -61,7 +61,8 @@ static void print_main_help(FILE *fp)
 {
     fprintf(fp,
             "lode %s - a terminal coding agent with its own engine for Qwen3.6-35B-A3B\n\n"
-            "usage: lode [-c key=value]... [--backend SPEC] [--model DIR] [COMMAND [ARGS...]]\n\n"
+            "usage: lode [-c key=value]... [--backend SPEC] [--model DIR] [COMMAND [ARGS...]]\n"
+            "       lode [options] --resume ID | --continue\n\n"
             "With no command, lode starts the interactive interface.\n\n"
             "commands:\n",
             LODE_VERSION);
@@ -71,6 +72,8 @@ static void print_main_help(FILE *fp)
                 "  -c key=value     set a configuration key for this run (see lode config)\n"
                 "  --backend SPEC   auto|cpu|cuda|script:FILE|openai:URL (config key backend)\n"
                 "  --model DIR      the checkpoint directory (config key model)\n"
+                "  --resume ID      open the interface on an earlier session (ID or prefix)\n"
+                "  --continue       open the interface on the newest session of this project\n"
                 "  -h, --help       this help; lode help COMMAND for one command\n"
                 "  --version        print the version\n\n"
                 "exit codes: 0 done, 1 error, 2 usage or configuration error, 3 turn limit\n");
@@ -113,9 +116,9 @@ const struct command cmd_version = {
 };
 
 /* The interactive interface (app/tui.c); --backend/--model are already in the configuration. */
-static int start_ui(struct app *a)
+static int start_ui(struct app *a, const char *resume, int cont)
 {
-    struct tui_args ta = { 0 };
+    struct tui_args ta = { .resume = resume, .continue_last = cont };
     return tui_main(a, &ta);
 }
 
@@ -134,6 +137,8 @@ int main(int argc, char **argv)
     int nsets = 0;
     const char *gl[2][2];
     int ngl = 0;
+    const char *resume = NULL; /* --resume ID / --continue: the interface on a session */
+    int cont = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--version")) {
@@ -158,6 +163,14 @@ int main(int argc, char **argv)
             gl[ngl++][1] = argv[++i];
             continue;
         }
+        if (!strcmp(o, "--resume") && i + 1 < argc) {
+            resume = argv[++i];
+            continue;
+        }
+        if (!strcmp(o, "--continue")) {
+            cont = 1;
+            continue;
+        }
         fprintf(stderr, "lode: unknown option '%s' (see lode --help)\n", o);
         return EXIT_USAGE;
     }
@@ -165,6 +178,11 @@ int main(int argc, char **argv)
     const struct command *cmd = NULL;
     if (i < argc && !(cmd = find_command(argv[i]))) {
         fprintf(stderr, "lode: unknown command '%s' (see lode --help)\n", argv[i]);
+        return EXIT_USAGE;
+    }
+    if ((resume || cont) && cmd) {
+        fprintf(stderr, "lode: --resume and --continue open the interface; for a command use "
+                        "its own option (lode run --resume ID)\n");
         return EXIT_USAGE;
     }
     /* help and version need no configuration: a broken file must not hide them */
@@ -191,7 +209,7 @@ int main(int argc, char **argv)
         log_init((enum log_level)cfg_int(&a.cfg, CFG_LOG_LEVEL), cfg_str(&a.cfg, CFG_LOG_FILE)) < 0)
         fprintf(stderr, "lode: %s (logging to stderr)\n", err_msg());
 
-    rc = cmd ? cmd->fn(&a, argc - i, argv + i) : start_ui(&a);
+    rc = cmd ? cmd->fn(&a, argc - i, argv + i) : start_ui(&a, resume, cont);
     log_close();
     cfg_free(&a.cfg);
     return rc;

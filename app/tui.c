@@ -10,20 +10,20 @@
  * frame, so tokens never cost one redraw each. An approval question is a
  * message too: the worker then waits on a condition variable until the UI
  * thread answers.
+ *
+ * This file is the UI thread's half (keys, slash commands, turning messages
+ * into transcript blocks); tui_worker.c is the worker's (the queue, the
+ * agent's hooks, the jobs); tui_int.h what they share.
  */
 #include "app/tui.h"
+#include "app/tui_int.h"
 
 #include "app/agent.h"
 #include "app/backend.h"
-#include "common/buf.h"
 #include "common/err.h"
 #include "common/fs.h"
-#include "common/log.h"
 #include "common/text.h"
-#include "db/store.h"
-#include "engine/mkmodel.h"
 #include "tools/approval.h"
-#include "tools/policy.h"
 #include "tools/registry.h"
 #include "tools/sandbox.h"
 #include "ui/ui.h"
@@ -34,638 +34,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-enum job_kind {
-    J_OPEN,
-    J_DEMO,
-    J_SEND,
-    J_NEW,
-    J_RESUME,
-    J_SHELL,
-    J_SESSIONS,
-    J_EXPORT,
-    J_CONTEXT,
-    J_THINK,
-    J_MODE,
-    J_QUIT
-};
-
-struct job {
-    struct job *next;
-    enum job_kind kind;
-    int ival;
-    char *text;
-};
-
-/* Worker -> UI messages: the agent's events (enum ag_ev_kind) and these. */
-enum { M_OPENED = 100, M_OPEN_FAILED, M_ASK, M_NOTICE, M_ERROR, M_IDLE, M_REPLAY_USER, M_CLEAR };
-
-struct msg {
-    struct msg *next;
-    int kind;
-    struct buf text;
-    char *id, *name, *detail;
-    int is_error, status;
-    double elapsed_s;
-    long done, total;
-    struct ag_stats stats;
-    int has_stats;
-};
-
-struct tui {
-    struct app *app;
-    struct ui *u;
-    char workspace[PATH_MAX];
-    char spec[PATH_MAX + 16];
-    char model[PATH_MAX];
-    char resume[64];
-    pthread_t th;
-    int th_started;
-    pthread_mutex_t mu;
-    pthread_cond_t jcv, acv;
-    struct job *jobs, *jobs_tail; /* UI -> worker */
-    struct msg *msgs, *msgs_tail; /* worker -> UI */
-    int wake[2];
-    int answer; /* approval: -1 until the UI answers */
-    /* owned by the worker */
-    struct backend *be;
-    struct db *db;
-    struct agent *ag;
-    struct pol *pol;
-    struct sbx_caps caps;
-    int caps_probed;
-    int shell_n;
-    /* UI thread state */
-    struct agent *ag_for_interrupt; /* under mu: set while a send runs */
-    int ready;                      /* the model is open */
-    int opening;                    /* J_OPEN / J_DEMO queued or running */
-    int sending;                    /* a J_SEND is queued or running */
-    int setup;                      /* first-run screen: no model configured */
-    int thinking, mode;
-    char session[DB_ID_MAX];
-    char sandbox[32];
-    char **pending; /* messages typed while the model loads or works */
-    int npending;
-    double prefill_t0;
-    struct ag_stats prev;
-    char *last_answer; /* printed on exit */
-    int quitting;      /* under mu: a question asked now is denied at once */
-};
-
-/* ------------------------------------------------------------ messages */
-
-static struct msg *msg_new(int kind)
-{
-    struct msg *m = calloc(1, sizeof *m);
-    if (m)
-        m->kind = kind;
-    return m;
-}
-
-static void msg_free(struct msg *m)
-{
-    buf_free(&m->text);
-    free(m->id);
-    free(m->name);
-    free(m->detail);
-    free(m);
-}
-
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
-static void post(struct tui *t, struct msg *m)
-{
-    if (!m)
-        return;
-    pthread_mutex_lock(&t->mu);
-    int was_empty = !t->msgs;
-    if (t->msgs_tail)
-        t->msgs_tail->next = m;
-    else
-        t->msgs = m;
-    t->msgs_tail = m;
-    pthread_mutex_unlock(&t->mu);
-    if (was_empty) {
-        char c = 1;
-        while (write(t->wake[1], &c, 1) < 0 && errno == EINTR)
-            ;
-    }
-}
-
-/* Streamed text: appended to the last queued message of the same kind when
- * the UI has not taken it yet (fewer allocations under a fast stream). */
-static void post_delta(struct tui *t, int kind, const char *s, size_t n)
-{
-    pthread_mutex_lock(&t->mu);
-    if (t->msgs_tail && t->msgs_tail->kind == kind) {
-        buf_append(&t->msgs_tail->text, s, n);
-        pthread_mutex_unlock(&t->mu);
-        return;
-    }
-    pthread_mutex_unlock(&t->mu);
-    struct msg *m = msg_new(kind);
-    if (m && buf_append(&m->text, s, n) < 0) {
-        msg_free(m);
-        return;
-    }
-    post(t, m);
-}
-
-static void post_text(struct tui *t, int kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void post_text(struct tui *t, int kind, const char *fmt, ...)
-{
-    struct msg *m = msg_new(kind);
-    if (!m)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    buf_vprintf(&m->text, fmt, ap);
-    va_end(ap);
-    post(t, m);
-}
-
-static void push_job(struct tui *t, enum job_kind kind, int ival, const char *text)
-{
-    struct job *j = calloc(1, sizeof *j);
-    if (!j)
-        return;
-    j->kind = kind;
-    j->ival = ival;
-    j->text = dup_or_null(text);
-    pthread_mutex_lock(&t->mu);
-    if (t->jobs_tail)
-        t->jobs_tail->next = j;
-    else
-        t->jobs = j;
-    t->jobs_tail = j;
-    pthread_cond_signal(&t->jcv);
-    pthread_mutex_unlock(&t->mu);
-}
-
-/* ------------------------------------------------------------ worker */
-
-static void on_event(void *ud, const struct ag_event *ev)
-{
-    struct tui *t = ud;
-    if (ev->kind == AG_EV_REASONING || ev->kind == AG_EV_TEXT) {
-        post_delta(t, ev->kind, ev->text ? ev->text : "", ev->text ? ev->len : 0);
-        return;
-    }
-    if (ev->kind == AG_EV_USER)
-        return; /* the UI showed it when it was typed */
-    struct msg *m = msg_new(ev->kind);
-    if (!m)
-        return;
-    if (ev->text)
-        buf_append(&m->text, ev->text, ev->len ? ev->len : strlen(ev->text));
-    m->id = dup_or_null(ev->id);
-    m->name = dup_or_null(ev->name);
-    m->detail = dup_or_null(ev->detail);
-    m->is_error = ev->is_error;
-    m->status = ev->status;
-    m->elapsed_s = ev->elapsed_s;
-    m->done = ev->done;
-    m->total = ev->total;
-    if (ev->stats) {
-        m->stats = *ev->stats;
-        m->has_stats = 1;
-    }
-    post(t, m);
-}
-
-static enum ag_decision on_approve(void *ud, const char *tool, const char *args, const char *reason)
-{
-    struct tui *t = ud;
-    struct msg *m = msg_new(M_ASK);
-    if (!m)
-        return AG_DENY;
-    m->name = dup_or_null(tool);
-    m->detail = dup_or_null(args);
-    buf_puts(&m->text, reason ? reason : tool);
-    pthread_mutex_lock(&t->mu);
-    t->answer = -1;
-    int quitting = t->quitting;
-    pthread_mutex_unlock(&t->mu);
-    if (quitting) {
-        msg_free(m);
-        return AG_DENY;
-    }
-    post(t, m);
-    pthread_mutex_lock(&t->mu);
-    while (t->answer < 0 && !t->quitting)
-        pthread_cond_wait(&t->acv, &t->mu);
-    int a = t->quitting ? AG_DENY : t->answer;
-    pthread_mutex_unlock(&t->mu);
-    return (enum ag_decision)a;
-}
-
-static int open_agent(struct tui *t)
-{
-    struct ag_opts o = ag_opts_default();
-    o.thinking = t->thinking;
-    o.approval = t->mode;
-    o.max_turns = 50;
-    o.cwd = t->workspace;
-    struct ag_hooks h = { .event = on_event, .approve = on_approve, .ud = t };
-    if (ag_open(&t->ag, t->be, t->db, &t->app->cfg, &o, &h) < 0)
-        return -1;
-    struct msg *m = msg_new(M_OPENED);
-    if (m) {
-        buf_puts(&m->text, t->be->model_desc);
-        m->name = strdup(t->be->name);
-        m->id = strdup(ag_session_id(t->ag) ? ag_session_id(t->ag) : "");
-        post(t, m);
-    }
-    return 0;
-}
-
-/* Shows a saved conversation again (after /resume). */
-static void replay(struct tui *t)
-{
-    const cJSON *msgs = ag_messages(t->ag), *m;
-    post(t, msg_new(M_CLEAR));
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
-        const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
-        if (!role)
-            continue;
-        if (!strcmp(role, "user")) {
-            post_text(t, M_REPLAY_USER, "%s", content ? content : "");
-        } else if (!strcmp(role, "assistant")) {
-            const char *r =
-                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "reasoning_content"));
-            if (r && *r)
-                post_delta(t, AG_EV_REASONING, r, strlen(r));
-            if (content && *content)
-                post_delta(t, AG_EV_TEXT, content, strlen(content));
-            const cJSON *c;
-            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "tool_calls"))
-            {
-                const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
-                struct msg *u = msg_new(AG_EV_TOOL_USE);
-                if (!u)
-                    continue;
-                u->id =
-                    dup_or_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "id")));
-                u->name =
-                    dup_or_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name")));
-                const cJSON *a = cJSON_GetObjectItemCaseSensitive(f, "arguments");
-                u->detail = cJSON_IsString(a) ? strdup(a->valuestring)
-                                              : (a ? cJSON_PrintUnformatted(a) : NULL);
-                post(t, u);
-            }
-        } else if (!strcmp(role, "tool")) {
-            struct msg *r = msg_new(AG_EV_TOOL_RESULT);
-            if (!r)
-                continue;
-            r->id = dup_or_null(
-                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "tool_call_id")));
-            r->name =
-                dup_or_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "name")));
-            r->is_error = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "is_error"));
-            buf_puts(&r->text, content ? content : "");
-            post(t, r);
-        }
-    }
-    post(t, msg_new(AG_EV_RESULT)); /* ends the replayed stream */
-}
-
-/* The demo model needs a tokenizer and none ships with lode: a byte-level
- * one (every byte a token, no merges, the chat template's special tokens)
- * is enough for random weights. */
-static int write_demo_tokenizer(const char *path)
-{
-    static const char *const special[] = {
-        "<|endoftext|>", "<|im_start|>", "<|im_end|>",      "<think>",          "</think>",
-        "<tool_call>",   "</tool_call>", "<tool_response>", "</tool_response>",
-    };
-    struct buf b = { 0 };
-    buf_puts(&b, "{\"version\": \"1.0\", \"added_tokens\": [");
-    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
-        buf_printf(&b,
-                   "%s{\"id\": %zu, \"content\": \"%s\", \"single_word\": false, "
-                   "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
-                   "\"special\": %s}",
-                   i ? ", " : "", 256 + i, special[i], i < 3 ? "true" : "false");
-    buf_puts(&b, "], \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", "
-                 "\"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}, "
-                 "\"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
-                 "\"trim_offsets\": false, \"use_regex\": false}, "
-                 "\"model\": {\"type\": \"BPE\", \"vocab\": {");
-    /* GPT-2's bytes_to_unicode: printable bytes stand for themselves, the
-     * others map to U+0100 upwards in byte order */
-    int extra = 0;
-    for (int c = 0; c < 256; c++) {
-        int printable = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174;
-        uint32_t cp = printable ? (uint32_t)c : (uint32_t)(256 + extra++);
-        char u[4];
-        int n = utf8_encode(cp, u);
-        buf_puts(&b, c ? ", " : "");
-        buf_json_str(&b, u, (size_t)n);
-        buf_printf(&b, ": %d", c);
-    }
-    buf_puts(&b, "}, \"merges\": []}}"); /* HF's order: vocab, then merges */
-    int rc = b.p ? fs_write_atomic(path, b.p, b.len) : err_set(ERR_NOMEM, "demo: out of memory");
-    buf_free(&b);
-    return rc;
-}
-
-static void job_open(struct tui *t, int demo)
-{
-    if (demo) {
-        char dir[PATH_MAX], out[PATH_MAX];
-        if (fs_xdg_dir(FS_XDG_DATA, dir, sizeof dir) < 0 ||
-            fs_join(out, sizeof out, dir, "demo-model") < 0) {
-            post_text(t, M_OPEN_FAILED, "demo model: %s", err_msg());
-            return;
-        }
-        if (!fs_is_dir(out)) {
-            post_text(t, M_NOTICE, "making the tiny demo model in %s (random weights)…", out);
-            char tok[PATH_MAX];
-            struct mk_opts mo = {
-                .out = out, .preset = MK_TINY, .mixed = 1, .seed = 1, .shards = 1, .tokenizer = tok
-            };
-            if (fs_mkdir_p(dir, 0700) < 0 ||
-                fs_join(tok, sizeof tok, dir, "demo-tokenizer.json") < 0 ||
-                write_demo_tokenizer(tok) < 0 || mk_write(&mo) < 0) {
-                post_text(t, M_OPEN_FAILED, "demo model: %s", err_msg());
-                return;
-            }
-        }
-        snprintf(t->model, sizeof t->model, "%s", out);
-        snprintf(t->spec, sizeof t->spec, "cpu");
-    }
-    struct be_config bc = be_config_default();
-    bc.model = t->model[0] ? t->model : NULL;
-    bc.threads = (int)cfg_int(&t->app->cfg, CFG_THREADS);
-    bc.context = cfg_int(&t->app->cfg, CFG_CONTEXT);
-    bc.api_key = getenv("LODE_API_KEY");
-    if (!t->caps_probed) {
-        sbx_probe(&t->caps, getenv("LODE_SANDBOX_DISABLE"));
-        t->caps_probed = 1;
-    }
-    if (be_open(&t->be, t->spec, &bc) < 0) {
-        post_text(t, M_OPEN_FAILED, "%s", err_msg());
-        return;
-    }
-    if (!t->db && db_open(&t->db, NULL) < 0) {
-        post_text(t, M_NOTICE, "sessions are not saved: %s", err_msg());
-        t->db = NULL;
-    }
-    if (open_agent(t) < 0) {
-        post_text(t, M_OPEN_FAILED, "%s", err_msg());
-        be_close(t->be);
-        t->be = NULL;
-        return;
-    }
-    if (t->resume[0]) {
-        int restored = 0;
-        if (ag_resume(t->ag, t->resume, &restored) < 0) {
-            post_text(t, M_ERROR, "resume %s: %s", t->resume, err_msg());
-        } else {
-            replay(t);
-            post_text(t, M_NOTICE, "resumed session %s%s", ag_session_id(t->ag),
-                      restored ? " (model state restored)" : "");
-        }
-    }
-}
-
-static void job_send(struct tui *t, const char *text)
-{
-    if (!t->ag) {
-        post_text(t, M_ERROR, "no model is open");
-        return;
-    }
-    pthread_mutex_lock(&t->mu);
-    t->ag_for_interrupt = t->ag;
-    pthread_mutex_unlock(&t->mu);
-    int st = ag_send(t->ag, text);
-    pthread_mutex_lock(&t->mu);
-    t->ag_for_interrupt = NULL;
-    pthread_mutex_unlock(&t->mu);
-    if (st == AG_ERROR && err_msg()[0])
-        log_warn("tui: %s", err_msg());
-}
-
-static void job_shell(struct tui *t, const char *cmd)
-{
-    char id[32];
-    snprintf(id, sizeof id, "shell_%d", ++t->shell_n);
-    struct msg *m = msg_new(AG_EV_TOOL_USE);
-    if (m) {
-        m->id = strdup(id);
-        m->name = strdup("!");
-        m->detail = NULL;
-        buf_puts(&m->text, cmd);
-        post(t, m);
-    }
-    if (!t->pol) {
-        struct pol_opts po = { .workspace = t->workspace };
-        if (pol_open(&t->pol, &po) < 0) {
-            post_text(t, M_ERROR, "!%s: %s", cmd, err_msg());
-            return;
-        }
-    }
-    if (!t->caps_probed) {
-        sbx_probe(&t->caps, getenv("LODE_SANDBOX_DISABLE"));
-        t->caps_probed = 1;
-    }
-    struct tool_ctx c = tool_ctx_defaults();
-    c.pol = t->pol;
-    c.caps = &t->caps;
-    c.network = cfg_bool(&t->app->cfg, CFG_SANDBOX_NETWORK);
-    c.approved = 1; /* the user typed it */
-    cJSON *args = cJSON_CreateObject();
-    struct tool_result r = { 0 };
-    double t0 = time_s();
-    int rc = args && cJSON_AddStringToObject(args, "command", cmd)
-                 ? tool_run(&c, "run_shell", args, &r)
-                 : err_set(ERR_NOMEM, "!: out of memory");
-    cJSON_Delete(args);
-    struct msg *res = msg_new(AG_EV_TOOL_RESULT);
-    if (res) {
-        res->id = strdup(id);
-        res->is_error = rc < 0 || r.is_error;
-        res->elapsed_s = time_s() - t0;
-        buf_puts(&res->text, rc < 0 ? err_msg() : r.text.p ? r.text.p : "");
-        post(t, res);
-    }
-    tool_result_free(&r);
-}
-
-static void job_sessions(struct tui *t)
-{
-    if (!t->db) {
-        post_text(t, M_ERROR, "/sessions: no session store");
-        return;
-    }
-    struct db_session *v;
-    int n;
-    if (db_session_list(t->db, t->workspace, &v, &n) < 0) {
-        post_text(t, M_ERROR, "/sessions: %s", err_msg());
-        return;
-    }
-    struct buf b = { 0 };
-    buf_printf(&b, "**Sessions in %s** (newest first; `/resume ID`)\n\n", t->workspace);
-    for (int i = 0; i < n && i < 30; i++)
-        buf_printf(&b, "- `%s` %lld msgs  %s\n", v[i].id, (long long)v[i].n_messages,
-                   v[i].title[0] ? v[i].title : "(untitled)");
-    if (n == 0)
-        buf_puts(&b, "no sessions yet\n");
-    db_session_list_free(v, n);
-    post_text(t, M_NOTICE, "%s", b.p ? b.p : "");
-    buf_free(&b);
-}
-
-static void job_export(struct tui *t, const char *path)
-{
-    if (!t->ag) {
-        post_text(t, M_ERROR, "/export: no conversation yet");
-        return;
-    }
-    char def[PATH_MAX];
-    if (!path || !*path) {
-        snprintf(def, sizeof def, "lode-%s.md", ag_session_id(t->ag));
-        path = def;
-    }
-    struct buf b = { 0 };
-    const cJSON *m;
-    cJSON_ArrayForEach(m, ag_messages(t->ag))
-    {
-        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
-        const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
-        if (!role || !strcmp(role, "system"))
-            continue;
-        buf_printf(&b, "## %s\n\n%s\n\n", role, content ? content : "");
-        const cJSON *c;
-        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "tool_calls"))
-        {
-            const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
-            char *a = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(f, "arguments"));
-            const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "name"));
-            buf_printf(&b, "- tool call `%s` `%s`\n\n", name ? name : "?", a ? a : "{}");
-            cJSON_free(a);
-        }
-    }
-    if (fs_write_atomic(path, b.p ? b.p : "", b.len) < 0)
-        post_text(t, M_ERROR, "/export: %s", err_msg());
-    else
-        post_text(t, M_NOTICE, "exported the conversation to %s", path);
-    buf_free(&b);
-}
-
-static void job_context(struct tui *t)
-{
-    if (!t->ag) {
-        post_text(t, M_ERROR, "/context: no model is open");
-        return;
-    }
-    const struct ag_stats *s = ag_last_stats(t->ag);
-    long n = 0, max = 0;
-    const int32_t *tok;
-    if ((t->be->caps & BE_CAP_TOKENS) && t->be->ops->context &&
-        t->be->ops->context(t->be, &tok, &n, &max) < 0) {
-        n = max = 0;
-        err_clear();
-    }
-    if (!n && s) {
-        n = s->context_tokens;
-        max = s->context_max;
-    }
-    int nmsg = cJSON_GetArraySize(ag_messages(t->ag));
-    post_text(t, M_NOTICE,
-              "**Context**: %ld tokens of %ld%s, %d messages. Last message: %ld prompt tokens "
-              "(%ld reused, %ld computed), %ld generated.",
-              n, max, max ? "" : " (unknown maximum)", nmsg, s ? s->prompt_tokens : 0,
-              s ? s->cached_tokens : 0, s ? s->prefill_tokens : 0, s ? s->gen_tokens : 0);
-}
-
-static void *worker(void *p)
-{
-    struct tui *t = p;
-    for (;;) {
-        pthread_mutex_lock(&t->mu);
-        while (!t->jobs)
-            pthread_cond_wait(&t->jcv, &t->mu);
-        struct job *j = t->jobs;
-        t->jobs = j->next;
-        if (!t->jobs)
-            t->jobs_tail = NULL;
-        pthread_mutex_unlock(&t->mu);
-        enum job_kind k = j->kind;
-        err_clear();
-        switch (k) {
-        case J_OPEN:
-        case J_DEMO: job_open(t, k == J_DEMO); break;
-        case J_SEND: job_send(t, j->text); break;
-        case J_NEW:
-            if (t->ag) {
-                ag_close(t->ag);
-                t->ag = NULL;
-                if (open_agent(t) < 0)
-                    post_text(t, M_ERROR, "/new: %s", err_msg());
-            }
-            break;
-        case J_RESUME:
-            if (!t->ag) {
-                post_text(t, M_ERROR, "/resume: no model is open");
-            } else {
-                int restored = 0;
-                if (ag_resume(t->ag, j->text, &restored) < 0) {
-                    post_text(t, M_ERROR, "/resume %s: %s", j->text, err_msg());
-                } else {
-                    replay(t);
-                    post_text(t, M_NOTICE, "resumed session %s%s", ag_session_id(t->ag),
-                              restored ? " (model state restored)" : "");
-                }
-            }
-            break;
-        case J_SHELL: job_shell(t, j->text); break;
-        case J_SESSIONS: job_sessions(t); break;
-        case J_EXPORT: job_export(t, j->text); break;
-        case J_CONTEXT: job_context(t); break;
-        case J_THINK:
-            if (t->ag)
-                ag_set_thinking(t->ag, j->ival);
-            break;
-        case J_MODE:
-            if (t->ag)
-                ag_set_approval(t->ag, j->ival);
-            break;
-        case J_QUIT: break;
-        }
-        struct msg *m = msg_new(M_IDLE);
-        if (m) {
-            m->status = (int)k;
-            post(t, m);
-        }
-        free(j->text);
-        free(j);
-        if (k == J_QUIT)
-            break;
-    }
-    if (t->ag)
-        ag_close(t->ag);
-    if (t->be)
-        be_close(t->be);
-    if (t->db)
-        db_close(t->db);
-    if (t->pol)
-        pol_close(t->pol);
-    t->ag = NULL;
-    t->be = NULL;
-    t->db = NULL;
-    t->pol = NULL;
-    return NULL;
-}
 
 /* ------------------------------------------------------------ UI side */
 
@@ -761,11 +134,14 @@ static void send_next(struct tui *t)
     t->npending--;
     t->sending = 1;
     t->prev = (struct ag_stats){ 0 };
-    push_job(t, J_SEND, 0, text);
+    tui_push_job(t, J_SEND, 0, text);
     free(text);
     set_activity(t, "waiting for the model…");
     status_sync(t);
 }
+
+static const char open_failed[] = "The model did not open. Type a checkpoint directory, `/demo` "
+                                  "for a tiny random-weight model, or `/quit`.";
 
 static void handle_msg(struct tui *t, struct msg *m)
 {
@@ -847,7 +223,9 @@ static void handle_msg(struct tui *t, struct msg *m)
     case M_OPENED:
         t->ready = 1;
         snprintf(t->session, sizeof t->session, "%s", m->id ? m->id : "");
-        snprintf(s.backend, sizeof s.backend, "%s", m->name ? m->name : "");
+        /* what a remote server cannot give is said where the backend is named */
+        snprintf(s.backend, sizeof s.backend, "%s%s", m->name ? m->name : "",
+                 m->status & BE_CAP_PROMPT ? "" : " (no snapshots)");
         {
             /* the model's last path component is enough for the status line */
             const char *d = txt;
@@ -867,11 +245,7 @@ static void handle_msg(struct tui *t, struct msg *m)
         break;
     case M_OPEN_FAILED:
         tr_add(tr, TR_ERROR, txt, m->text.len);
-        tr_add(tr, TR_NOTICE,
-               "The model did not open. Type a checkpoint directory, `/demo` for a tiny "
-               "random-weight model, or `/quit`.",
-               strlen("The model did not open. Type a checkpoint directory, `/demo` for a tiny "
-                      "random-weight model, or `/quit`."));
+        tr_add(tr, TR_NOTICE, open_failed, strlen(open_failed));
         t->setup = 1;
         break;
     case M_ASK: {
@@ -893,7 +267,7 @@ static void handle_msg(struct tui *t, struct msg *m)
     case M_IDLE:
         if (m->status == J_SEND)
             t->sending = 0;
-        if (m->status == J_OPEN || m->status == J_DEMO)
+        if (m->status == J_OPEN || m->status == J_DEMO || m->status == J_MODEL)
             t->opening = 0;
         status_sync(t);
         send_next(t);
@@ -914,7 +288,7 @@ static void drain(struct tui *t)
     while (m) {
         struct msg *next = m->next;
         handle_msg(t, m);
-        msg_free(m);
+        tui_msg_free(m);
         m = next;
     }
 }
@@ -939,8 +313,9 @@ static void answer(struct tui *t, int a)
 }
 
 static const char *const slash_names[] = {
-    "help",  "think",   "nothink", "mode",  "new",  "sessions", "resume", "export", "context",
-    "tools", "sandbox", "model",   "clear", "find", "quit",     "load",   "demo",   NULL,
+    "help",   "think",   "nothink", "mode",    "new",   "sessions", "resume",
+    "export", "context", "tools",   "sandbox", "model", "clear",    "find",
+    "quit",   "load",    "demo",    "expand",  NULL,
 };
 
 static const char help_text[] =
@@ -950,8 +325,11 @@ static const char help_text[] =
     "- `/mode [plan|default|auto-edit|yolo]` approval mode (Shift+Tab cycles)\n"
     "- `/new` a new session; `/clear` clears the screen\n"
     "- `/sessions`, `/resume ID`, `/export [FILE]` saved conversations\n"
-    "- `/context` tokens in the context; `/tools` the tools; `/sandbox`; `/model`\n"
+    "- `/context` tokens in the context; `/tools` the tools; `/sandbox`\n"
+    "- `/model [DIR]` the model, or switch to another checkpoint (the conversation goes on)\n"
+    "- `/expand [N]` shows or hides one tool card's output or thinking block (1: the newest)\n"
     "- `/find TEXT` scrolls to the previous row holding TEXT\n"
+    "- `/load [DIR]` puts the files `lode load DIR` would choose into the conversation\n"
     "- `!command` runs a shell command in the sandbox\n\n"
     "**Keys**: Enter sends; Ctrl+J, Alt+Enter or a trailing `\\` for a new line; Up/Down "
     "history; Ctrl+R search; Esc stops the answer; PgUp/PgDn scroll; Ctrl+O tool output; "
@@ -972,7 +350,7 @@ static void error_line(struct tui *t, const char *s)
 static void set_thinking(struct tui *t, int on)
 {
     t->thinking = on;
-    push_job(t, J_THINK, on, NULL);
+    tui_push_job(t, J_THINK, on, NULL);
     ui_hint(t->u, "thinking %s%s", on ? "on" : "off", t->sending ? " from the next message" : "");
     status_sync(t);
 }
@@ -980,7 +358,7 @@ static void set_thinking(struct tui *t, int on)
 static void set_mode(struct tui *t, int mode)
 {
     t->mode = mode;
-    push_job(t, J_MODE, mode, NULL);
+    tui_push_job(t, J_MODE, mode, NULL);
     ui_hint(t->u, "approval mode: %s", appr_mode_name(mode));
     status_sync(t);
 }
@@ -1006,6 +384,36 @@ static void show_tools(struct tui *t)
     notice(t, b.p ? b.p : "");
     buf_free(&b);
     buf_free(&s);
+}
+
+/* /model: shows the model, or switches the checkpoint (job_model). */
+static void model_command(struct tui *t, const char *arg)
+{
+    char b[PATH_MAX * 2 + 256];
+    if (!*arg) {
+        snprintf(b, sizeof b, "**Model**: %s (backend %s). `/model DIR` opens another checkpoint.",
+                 t->model[0] ? t->model : "(none)", t->spec);
+        notice(t, b);
+    } else if (!tui_engine_spec(t->spec)) {
+        snprintf(b, sizeof b,
+                 "/model: the %.40s backend has no checkpoint to switch; restart with "
+                 "`lode --backend SPEC`",
+                 t->spec);
+        error_line(t, b);
+    } else if (!fs_is_dir(arg)) {
+        snprintf(b, sizeof b, "/model: %s is not a directory", arg);
+        error_line(t, b);
+    } else if (!t->ready || t->sending || t->opening) {
+        error_line(t, "/model: wait until the model is open and the answer has ended");
+    } else {
+        char abs[PATH_MAX];
+        if (!realpath(arg, abs))
+            snprintf(abs, sizeof abs, "%s", arg);
+        t->opening = 1;
+        t->ready = 0;
+        tui_push_job(t, J_MODEL, 0, abs);
+        status_sync(t);
+    }
 }
 
 static int only_space(const char *s) { return !s[strspn(s, " \t\r\n")]; }
@@ -1038,22 +446,22 @@ static int command(struct tui *t, char *text)
         }
     } else if (!strcmp(c, "new")) {
         tr_clear(ui_transcript(t->u));
-        push_job(t, J_NEW, 0, NULL);
+        tui_push_job(t, J_NEW, 0, NULL);
         notice(t, "a new session");
     } else if (!strcmp(c, "clear")) {
         tr_clear(ui_transcript(t->u));
         ui_dirty(t->u);
     } else if (!strcmp(c, "sessions")) {
-        push_job(t, J_SESSIONS, 0, NULL);
+        tui_push_job(t, J_SESSIONS, 0, NULL);
     } else if (!strcmp(c, "resume")) {
         if (!*arg)
-            push_job(t, J_SESSIONS, 0, NULL);
+            tui_push_job(t, J_SESSIONS, 0, NULL);
         else
-            push_job(t, J_RESUME, 0, arg);
+            tui_push_job(t, J_RESUME, 0, arg);
     } else if (!strcmp(c, "export")) {
-        push_job(t, J_EXPORT, 0, arg);
+        tui_push_job(t, J_EXPORT, 0, arg);
     } else if (!strcmp(c, "context")) {
-        push_job(t, J_CONTEXT, 0, NULL);
+        tui_push_job(t, J_CONTEXT, 0, NULL);
     } else if (!strcmp(c, "tools")) {
         show_tools(t);
     } else if (!strcmp(c, "sandbox")) {
@@ -1062,27 +470,32 @@ static int command(struct tui *t, char *text)
                  t->caps_probed ? sbx_level_name(sbx_level(&t->caps)) : "not probed yet");
         notice(t, b);
     } else if (!strcmp(c, "model")) {
-        char b[PATH_MAX + 256];
-        snprintf(b, sizeof b,
-                 "**Model**: %s (backend %s). Another model: restart with `lode --model DIR` "
-                 "or `lode --backend SPEC`.",
-                 t->model[0] ? t->model : "(none)", t->spec);
-        notice(t, b);
+        model_command(t, arg);
+    } else if (!strcmp(c, "expand")) {
+        char *end;
+        long nth = *arg ? strtol(arg, &end, 10) : 1;
+        if ((*arg && (*end || nth < 1 || nth > INT_MAX)) ||
+            tr_toggle(ui_transcript(t->u), (int)nth) < 0) {
+            err_clear();
+            error_line(
+                t, "/expand N: N counts the tool cards and thinking blocks from the newest (1)");
+        } else {
+            ui_dirty(t->u);
+        }
     } else if (!strcmp(c, "find")) {
         if (!ui_find(t->u, arg))
             ui_hint(t->u, "no earlier row holds '%.60s'", arg);
         else
             ui_hint(t->u, "found '%.60s' (/find again for an older one, PgDn back)", arg);
     } else if (!strcmp(c, "load")) {
-        /* the hook for loading a file or project into the context (later) */
-        notice(t, "/load is not available yet");
+        tui_push_job(t, J_LOAD, 0, *arg ? arg : ".");
     } else if (!strcmp(c, "demo")) {
         if (t->ready) {
             notice(t, "a model is already open");
         } else if (!t->opening) {
             t->opening = 1;
             t->setup = 0;
-            push_job(t, J_DEMO, 0, NULL);
+            tui_push_job(t, J_DEMO, 0, NULL);
             status_sync(t);
         }
     } else {
@@ -1104,7 +517,7 @@ static int submitted(struct tui *t, char *text)
     if (text[0] == '/' && text[1] && !memchr(text + 1, '/', w))
         return command(t, text);
     if (text[0] == '!' && text[1]) {
-        push_job(t, J_SHELL, 0, text + 1);
+        tui_push_job(t, J_SHELL, 0, text + 1);
         return 0;
     }
     if (t->setup) {
@@ -1122,7 +535,7 @@ static int submitted(struct tui *t, char *text)
             snprintf(t->spec, sizeof t->spec, "auto");
         t->setup = 0;
         t->opening = 1;
-        push_job(t, J_OPEN, 0, NULL);
+        tui_push_job(t, J_OPEN, 0, NULL);
         status_sync(t);
         return 0;
     }
@@ -1149,9 +562,7 @@ static int submitted(struct tui *t, char *text)
 
 static int need_setup(struct tui *t)
 {
-    if (strncmp(t->spec, "auto", 4) && strcmp(t->spec, "cpu") && strcmp(t->spec, "cuda"))
-        return 0; /* script: and openai: need no checkpoint */
-    return !t->model[0];
+    return tui_engine_spec(t->spec) && !t->model[0]; /* script: and openai: need no checkpoint */
 }
 
 static const char first_run[] =
@@ -1201,6 +612,7 @@ int tui_main(struct app *a, const struct tui_args *args)
     snprintf(t->model, sizeof t->model, "%s", model ? model : "");
     if (args && args->resume)
         snprintf(t->resume, sizeof t->resume, "%s", args->resume);
+    t->continue_last = args && args->continue_last;
     t->thinking = cfg_bool(&a->cfg, CFG_THINKING);
     t->mode = appr_mode_parse(cfg_str(&a->cfg, CFG_APPROVAL));
     if (t->mode < 0)
@@ -1223,6 +635,11 @@ int tui_main(struct app *a, const struct tui_args *args)
                                                            : -1,
                           .mouse = cfg_bool(&a->cfg, CFG_UI_MOUSE),
                           .chip_lines = 10 };
+    char hdir[PATH_MAX], hist[PATH_MAX];
+    if (fs_xdg_dir(FS_XDG_DATA, hdir, sizeof hdir) == 0 && fs_mkdir_p(hdir, 0700) == 0 &&
+        fs_join(hist, sizeof hist, hdir, "history") == 0)
+        uo.history = hist;
+    err_clear();
     int saved_err = -1;
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         fprintf(stderr, "lode: the interactive interface needs a terminal; "
@@ -1248,7 +665,7 @@ int tui_main(struct app *a, const struct tui_args *args)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int th = pthread_create(&t->th, NULL, worker, t);
+    int th = pthread_create(&t->th, NULL, tui_worker, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (th != 0) {
         ui_close(t->u);
@@ -1265,7 +682,7 @@ int tui_main(struct app *a, const struct tui_args *args)
         notice(t, first_run);
     } else {
         t->opening = 1;
-        push_job(t, J_OPEN, 0, NULL);
+        tui_push_job(t, J_OPEN, 0, NULL);
         status_sync(t);
     }
 
@@ -1320,7 +737,7 @@ out:;
         }
         t->jobs_tail = NULL;
         pthread_mutex_unlock(&t->mu);
-        push_job(t, J_QUIT, 0, NULL);
+        tui_push_job(t, J_QUIT, 0, NULL);
     }
     ui_close(t->u);
     t->u = NULL;
@@ -1361,7 +778,7 @@ out:;
         struct msg *m = t->msgs;
         while (m) {
             struct msg *n = m->next;
-            msg_free(m);
+            tui_msg_free(m);
             m = n;
         }
     }

@@ -13,6 +13,7 @@ struct tui_args {
     const char *backend; /* NULL: config key backend */
     const char *model;   /* NULL: config key model */
     const char *resume;  /* a session to continue, or NULL */
+    int continue_last;   /* continue the newest session of the project (--continue) */
 };
 
 /* Runs the interface until the user quits; returns an exit code. */

@@ -7,6 +7,7 @@
 #include "common/err.h"
 #include "common/text.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
@@ -241,4 +242,54 @@ int uw_wrap(const char *s, size_t n, int width, int indent, struct uw_line **out
     *out = v;
     *nout = nv;
     return 0;
+}
+
+void sl_fmt_count(char *out, size_t cap, long n)
+{
+    if (n >= 1000000)
+        snprintf(out, cap, "%.1fM", n / 1e6);
+    else if (n >= 10000)
+        snprintf(out, cap, "%ldk", n / 1000);
+    else if (n >= 1000)
+        snprintf(out, cap, "%.1fk", n / 1e3);
+    else
+        snprintf(out, cap, "%ld", n);
+}
+
+void sl_bar(char *out, size_t cap, double frac, int cells)
+{
+    size_t k = 0;
+    if (!(frac >= 0)) /* also NaN */
+        frac = 0;
+    if (frac > 1)
+        frac = 1;
+    int full = (int)(frac * cells + 0.5);
+    for (int i = 0; i < cells && k + 4 <= cap; i++) {
+        memcpy(out + k, i < full ? "█" : "░", 3);
+        k += 3;
+    }
+    if (cap)
+        out[k] = 0;
+}
+
+int sl_fmt_prefill(char *out, size_t cap, long done, long total, double eta_s)
+{
+    if (!cap)
+        return 0;
+    out[0] = 0;
+    if (total <= 0 || done >= total || done < 0)
+        return 0;
+    char br[64], a[32], b[32], e[32] = "";
+    sl_bar(br, sizeof br, (double)done / (double)total, 12);
+    sl_fmt_count(a, sizeof a, done);
+    sl_fmt_count(b, sizeof b, total);
+    if (eta_s >= 0 && eta_s < 1e6) {
+        long s = (long)(eta_s + 0.5);
+        if (s >= 90)
+            snprintf(e, sizeof e, " ETA %ldm%02lds", s / 60, s % 60);
+        else
+            snprintf(e, sizeof e, " ETA %lds", s);
+    }
+    snprintf(out, cap, " · prefill %s %s/%s%s", br, a, b, e);
+    return (int)strlen(out);
 }

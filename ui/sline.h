@@ -89,4 +89,12 @@ struct uw_line {
  * An empty line gives one empty visual line. Caller frees *out. */
 int uw_wrap(const char *s, size_t n, int width, int indent, struct uw_line **out, int *nout);
 
+/* Status-line pieces: a count ("950", "1.2k", "35k", "1.5M"); a bar of
+ * cells "█"/"░" (3 bytes each) for frac in [0, 1]; the prefill indicator
+ * " · prefill ████░░░░ 1.2k/4.0k ETA 12s" ("" when no prefill runs: total
+ * <= 0 or done >= total; no ETA when eta_s < 0). Return: bytes written. */
+void sl_fmt_count(char *out, size_t cap, long n);
+void sl_bar(char *out, size_t cap, double frac, int cells);
+int sl_fmt_prefill(char *out, size_t cap, long done, long total, double eta_s);
+
 #endif

@@ -204,12 +204,12 @@ static int build(const struct transcript *t, struct tr_block *b, int width)
     case TR_USER: return plain_lines(L, s, n, "› ", "  ", ST_USER, ST_USER, 0, NULL);
     case TR_REASONING: {
         struct sline *l = sl_add(L);
-        snprintf(tmp, sizeof tmp, "%s thinking (%zu chars, ~%zu tokens)%s",
-                 t->show_reasoning ? "▾" : "▸", n, (n + 3) / 4,
-                 t->show_reasoning ? "" : "  Ctrl+G shows it");
+        int show = t->show_reasoning ^ b->flip;
+        snprintf(tmp, sizeof tmp, "%s thinking (%zu chars, ~%zu tokens)%s", show ? "▾" : "▸", n,
+                 (n + 3) / 4, show ? "" : "  Ctrl+G shows it");
         if (!l || sl_puts(l, tmp, ST_DIM) < 0)
             return ERR_NOMEM;
-        if (!t->show_reasoning)
+        if (!show)
             return 0;
         /* skip the blank lines the model starts its reasoning with */
         while (n && (*s == '\n' || *s == ' ')) {
@@ -250,7 +250,7 @@ static int build(const struct transcript *t, struct tr_block *b, int width)
         if (b->status == TR_RUNNING || !n)
             return 0;
         int more = 0, diff = has_diff(s, n);
-        int max = t->expand_tools ? 0 : diff ? 24 : TOOL_PREVIEW_LINES;
+        int max = t->expand_tools ^ b->flip ? 0 : diff ? 24 : TOOL_PREVIEW_LINES;
         if (plain_lines(L, s, n, "  ⎿ ", "    ", diff ? ST_CODE : ST_DIM, ST_DIM, max, &more) < 0)
             return ERR_NOMEM;
         if (more) {
@@ -364,4 +364,31 @@ const char *tr_last_answer(const struct transcript *t)
         if (t->b[i].kind == TR_ANSWER)
             return t->b[i].text.p ? t->b[i].text.p : "";
     return "";
+}
+
+int tr_toggle(struct transcript *t, int nth)
+{
+    int want = nth;
+    for (int i = t->n - 1; i >= 0 && nth > 0; i--) {
+        struct tr_block *b = &t->b[i];
+        if ((b->kind == TR_TOOL || b->kind == TR_REASONING) && --nth == 0) {
+            b->flip = !b->flip;
+            b->width = 0;
+            return 0;
+        }
+    }
+    return err_set(ERR_NOTFOUND, "tr_toggle: no tool card or reasoning block %d", want);
+}
+
+void tr_toggle_all(struct transcript *t, enum tr_kind kind)
+{
+    if (kind == TR_TOOL)
+        t->expand_tools = !t->expand_tools;
+    else
+        t->show_reasoning = !t->show_reasoning;
+    /* one key for all: the cards toggled one by one follow it again */
+    for (int i = 0; i < t->n; i++)
+        if (t->b[i].kind == kind)
+            t->b[i].flip = 0;
+    tr_invalidate(t);
 }

@@ -27,6 +27,7 @@ struct tr_block {
     char *summary;   /* tool: one-line arguments summary */
     int status;      /* enum tr_tool_status */
     double elapsed_s;
+    int flip; /* tool output / reasoning shown the other way from the global toggle */
     /* layout cache */
     struct sl_list lines;
     struct tr_row *rows;
@@ -59,6 +60,11 @@ int tr_tool_done(struct transcript *t, const char *id, int status, double elapse
 /* Marks every block stale (after toggling what is shown). */
 void tr_invalidate(struct transcript *t);
 
+/* Toggles one tool card's output or one reasoning block: the nth of them
+ * counted from the newest (1). ERR_NOTFOUND when there are fewer. */
+int tr_toggle(struct transcript *t, int nth);
+/* Ctrl+O (TR_TOOL) / Ctrl+G (TR_REASONING): toggles all of that kind. */
+void tr_toggle_all(struct transcript *t, enum tr_kind kind);
 /* Lays out every block for width; returns the total number of rows. */
 long tr_layout(struct transcript *t, int width);
 /* Calls fn for rows [first, first + count) of the last layout. */

@@ -7,6 +7,7 @@
 
 #include "common/err.h"
 #include "common/text.h"
+#include "ui/history.h"
 #include "ui/input.h"
 
 #include <curses.h>
@@ -28,6 +29,7 @@ struct ui {
     struct ui_opts o;
     struct transcript tr;
     struct input in;
+    char history[4096]; /* the history file, "" none */
     struct ui_status st;
     char hint[256];
     char *ask_q, *ask_detail;
@@ -170,6 +172,11 @@ int ui_open(struct ui **out, const struct ui_opts *o)
     u->o = *o;
     tr_init(&u->tr);
     in_init(&u->in, o->chip_lines);
+    if (o->history && *o->history) {
+        snprintf(u->history, sizeof u->history, "%s", o->history);
+        if (hist_load(&u->in, u->history) < 0)
+            err_clear(); /* an unreadable history is an empty one */
+    }
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
         free(u);
         return err_set(ERR_UNSUPPORTED, "ui: the interface needs a terminal (stdin and stdout)");
@@ -297,34 +304,6 @@ static void row_cb(void *ud, int y, const struct sline *l, const struct uw_line 
     draw_sline(c->u, c->y0 + y, l, v, c->w);
 }
 
-static void fmt_count(char *out, size_t cap, long n)
-{
-    if (n >= 1000000)
-        snprintf(out, cap, "%.1fM", n / 1e6);
-    else if (n >= 10000)
-        snprintf(out, cap, "%ldk", n / 1000);
-    else if (n >= 1000)
-        snprintf(out, cap, "%.1fk", n / 1e3);
-    else
-        snprintf(out, cap, "%ld", n);
-}
-
-static void bar(char *out, size_t cap, double frac, int cells)
-{
-    size_t k = 0;
-    if (frac < 0)
-        frac = 0;
-    if (frac > 1)
-        frac = 1;
-    int full = (int)(frac * cells + 0.5);
-    for (int i = 0; i < cells && k + 4 < cap; i++) {
-        const char *c = i < full ? "█" : "░";
-        memcpy(out + k, c, 3);
-        k += 3;
-    }
-    out[k] = 0;
-}
-
 static void draw_status(struct ui *u, int y, int w)
 {
     const struct ui_status *s = &u->st;
@@ -335,15 +314,15 @@ static void draw_status(struct ui *u, int y, int w)
     if (s->sandbox[0] && k < (int)sizeof line)
         k += snprintf(line + k, sizeof line - (size_t)k, " · sandbox %s", s->sandbox);
     if (s->ctx_max > 0 && k < (int)sizeof line) {
-        fmt_count(a, sizeof a, s->ctx_used);
-        fmt_count(b, sizeof b, s->ctx_max);
-        bar(br, sizeof br, (double)s->ctx_used / (double)s->ctx_max, 8);
+        sl_fmt_count(a, sizeof a, s->ctx_used);
+        sl_fmt_count(b, sizeof b, s->ctx_max);
+        sl_bar(br, sizeof br, (double)s->ctx_used / (double)s->ctx_max, 8);
         k += snprintf(line + k, sizeof line - (size_t)k, " · ctx %s %s/%s", br, a, b);
     }
     if (s->tok_s > 0 && k < (int)sizeof line)
         k += snprintf(line + k, sizeof line - (size_t)k, " · %.1f tok/s", s->tok_s);
     if (s->reused > 0 && k < (int)sizeof line) {
-        fmt_count(a, sizeof a, s->reused);
+        sl_fmt_count(a, sizeof a, s->reused);
         k += snprintf(line + k, sizeof line - (size_t)k, " · reused %s", a);
     }
     attrset(u->attr[ST_BAR]);
@@ -374,15 +353,9 @@ static void draw_activity(struct ui *u, int y, int w)
     if (s->busy || s->activity[0]) {
         k = snprintf(line, sizeof line, "%s %s", s->busy ? spin[u->spin % 10] : "·",
                      s->activity[0] ? s->activity : "working");
-        if (s->prefill_total > 0 && s->prefill_done < s->prefill_total && k < (int)sizeof line) {
-            char br[64], a[32], b[32];
-            bar(br, sizeof br, (double)s->prefill_done / (double)s->prefill_total, 12);
-            fmt_count(a, sizeof a, s->prefill_done);
-            fmt_count(b, sizeof b, s->prefill_total);
-            k += snprintf(line + k, sizeof line - (size_t)k, " · prefill %s %s/%s", br, a, b);
-            if (s->prefill_eta_s >= 0 && k < (int)sizeof line)
-                k += snprintf(line + k, sizeof line - (size_t)k, " ETA %.0fs", s->prefill_eta_s);
-        }
+        if (k < (int)sizeof line)
+            k += sl_fmt_prefill(line + k, sizeof line - (size_t)k, s->prefill_done,
+                                s->prefill_total, s->prefill_eta_s);
         if (s->busy && k < (int)sizeof line)
             k += snprintf(line + k, sizeof line - (size_t)k, " · Esc stops");
     }
@@ -739,6 +712,8 @@ static int submit(struct ui *u, struct ui_ev *ev)
         in_insert(in, "\n", 1);
         return 0;
     }
+    if (u->history[0] && hist_append(u->history, in_text(in)) < 0)
+        err_clear(); /* the message matters, its history line does not */
     char *text;
     if (in_take(in, &text) < 0)
         return 0;
@@ -901,14 +876,8 @@ static int key(struct ui *u, int r, wint_t c, struct ui_ev *ev)
         else
             in_search_start(in);
         return 0;
-    case 15: /* Ctrl+O */
-        u->tr.expand_tools = !u->tr.expand_tools;
-        tr_invalidate(&u->tr);
-        return 0;
-    case 7: /* Ctrl+G */
-        u->tr.show_reasoning = !u->tr.show_reasoning;
-        tr_invalidate(&u->tr);
-        return 0;
+    case 15: /* Ctrl+O */ tr_toggle_all(&u->tr, TR_TOOL); return 0;
+    case 7: /* Ctrl+G */ tr_toggle_all(&u->tr, TR_REASONING); return 0;
     case 26: /* Ctrl+Z */ suspend(u); return 0;
     case 12: /* Ctrl+L */ clearok(stdscr, TRUE); return 0;
     case 1: in_home(in); return 0;

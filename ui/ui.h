@@ -23,9 +23,10 @@
 #include <stddef.h>
 
 struct ui_opts {
-    int color;      /* -1 auto (NO_COLOR and the terminal decide), 0 never, 1 always */
-    int mouse;      /* wheel scrolling (captures the mouse) */
-    int chip_lines; /* pastes longer than this collapse to a chip */
+    int color;           /* -1 auto (NO_COLOR and the terminal decide), 0 never, 1 always */
+    int mouse;           /* wheel scrolling (captures the mouse) */
+    int chip_lines;      /* pastes longer than this collapse to a chip */
+    const char *history; /* the history file (ui/history.h; copied), or NULL: none kept */
 };
 
 struct ui_status {

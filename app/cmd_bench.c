@@ -7,6 +7,7 @@
  *   lode bench tokenizer      encode a corpus with lode and with HF tokenizers
  */
 #include "app/bench.h"
+#include "app/bench_cuda.h"
 #include "app/commands.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -213,6 +214,82 @@ static int bench_tokenizer(struct app *a, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* ------------------------------------------------------- kernels --backend */
+
+static const struct cli_opt cuda_opts[] = {
+    { "backend", 0, 1, "NAME", "cpu (default) or cuda" },
+    { "only", 0, 1, "LIST", "with cuda: sections linear, seq (comma-separated; default both)" },
+    { "secs", 0, 1, "S", "with cuda: seconds measured per line (default 0.3)" },
+    { 0 },
+};
+
+/* `lode bench kernels --backend cuda`: app/bench_cuda.c in-process. */
+static int bench_kernels_cuda(int argc, char **argv)
+{
+    int sections = BENCH_CUDA_ALL;
+    double secs = 0;
+    struct cli c;
+    cli_init(&c, argc, argv);
+    c.usage = "usage: lode bench kernels --backend cuda [--only linear,seq] [--secs S]\n";
+    for (int o; (o = cli_next(&c, cuda_opts)) != CLI_END;) {
+        if (o == CLI_EXIT)
+            return c.exit;
+        if (o == CLI_POS)
+            return cli_usage_error("bench", "unexpected argument '%s'", c.arg);
+        if (o == 1) {
+            sections = 0;
+            for (const char *p = c.arg; *p;) {
+                size_t n = strcspn(p, ",");
+                if (n == 6 && !strncmp(p, "linear", 6))
+                    sections |= BENCH_CUDA_LINEAR;
+                else if (n == 3 && !strncmp(p, "seq", 3))
+                    sections |= BENCH_CUDA_SEQ;
+                else
+                    return cli_usage_error("bench", "--only wants linear and/or seq, not '%.*s'",
+                                           (int)n, p);
+                p += n + (p[n] == ',');
+            }
+        } else if (o == 2) {
+            char *end;
+            secs = strtod(c.arg, &end);
+            if (end == c.arg || *end || !(secs > 0 && secs <= 60))
+                return cli_usage_error("bench", "--secs wants 0 < S <= 60, not '%s'", c.arg);
+        }
+    }
+    if (!sections)
+        return cli_usage_error("bench", "--only wants linear and/or seq");
+    if (bench_cuda_run(sections, secs) < 0)
+        return cli_fail();
+    return EXIT_OK;
+}
+
+/* `lode bench kernels [--backend cpu|cuda] ...`: --backend picks the implementation; the CPU
+ * one (app/bench_model.c) gets the other arguments unchanged. */
+static int bench_kernels(struct app *a, int argc, char **argv)
+{
+    const char *backend = "cpu";
+    int at = 0, skip = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            backend = argv[i + 1], at = i, skip = 2;
+        } else if (!strncmp(argv[i], "--backend=", 10)) {
+            backend = argv[i] + 10, at = i, skip = 1;
+        }
+    }
+    if (!strcmp(backend, "cuda"))
+        return bench_kernels_cuda(argc, argv);
+    if (strcmp(backend, "cpu"))
+        return cli_usage_error("bench", "--backend must be cpu or cuda, not '%s'", backend);
+    if (skip) { /* drop --backend cpu: the CPU benchmark does not know it */
+        for (int i = at; i + skip < argc; i++)
+            argv[i] = argv[i + skip];
+        argc -= skip;
+    }
+    return bench_kernels_run(a, argc, argv);
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 static const struct {
@@ -222,7 +299,7 @@ static const struct {
 } benches[] = {
     { "tokenizer", bench_tokenizer, "encode a corpus: lode vs Hugging Face tokenizers (MB/s)" },
     { "model", bench_model_run, "whole-model prefill and decode vs memory bandwidth (CPU)" },
-    { "kernels", bench_kernels_run, "each kernel at the real shapes vs memory bandwidth" },
+    { "kernels", bench_kernels, "each kernel at the real shapes vs memory bandwidth" },
 };
 #define NBENCH (int)(sizeof benches / sizeof benches[0])
 
@@ -270,6 +347,7 @@ const struct command cmd_bench = {
     "  tokenizer    encode a corpus: lode vs Hugging Face tokenizers (MB/s)\n"
     "  model        whole-model prefill and decode vs memory bandwidth (the default when\n"
     "               options come first)\n"
-    "  kernels      each kernel at the real shapes vs memory bandwidth\n",
+    "  kernels      each kernel at the real shapes vs memory bandwidth (--backend cuda:\n"
+    "               the CUDA kernels vs the device-to-device copy bandwidth)\n",
     NULL,
 };

@@ -3,16 +3,29 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/fs.h"
+#include "engine/budget.h"
 #include "engine/ckpt.h"
 #include "engine/mkmodel.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_cuda.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct cli_opt opts[] = {
     { "json", 0, 0, NULL, "print one JSON object" },
     { "config-only", 0, 1, "FILE", "no weights: size the recipe (--quant) for this config.json" },
     { "quant", 0, 1, "KIND", "with --config-only: bf16 or mixed (default mixed)" },
+    { "budget", 0, 0, NULL, "print the GPU memory plan instead" },
+    { "ctx", 0, 1, "N",
+      "with --budget: context tokens per sequence (default 262144; k, M suffixes)" },
+    { "seqs", 0, 1, "S", "with --budget: sequences resident at once (default 1)" },
+    { "kv", 0, 1, "TYPE", "with --budget: KV cache precision fp8 or bf16 (default fp8)" },
+    { "gpu-mem", 0, 1, "GB", "with --budget: GPU memory in GiB (default: the device's, else 48)" },
+    { "chunk", 0, 1, "N", "with --budget: prefill tokens per step (default 256)" },
     { 0 },
 };
 
@@ -134,10 +147,191 @@ static int print_json(const struct ckpt *c, const struct ckpt_stats *s, const ch
     return 0;
 }
 
+/* ---------------------------------------------------------------- --budget */
+
+struct budget_args {
+    long ctx, seqs, chunk;
+    int kv_type;
+    double gpu_gib; /* 0: the device's, else 48 */
+};
+
+static double gib(uint64_t b) { return (double)b / 1073741824.0; }
+
+/* A count with an optional k (1024) or M (1048576) suffix; -1 when malformed. */
+static long parse_count(const char *s)
+{
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    long mul = *end == 'k' || *end == 'K' ? 1024 : *end == 'm' || *end == 'M' ? 1048576 : 1;
+    if (mul > 1)
+        end++;
+    if (errno || end == s || *end || v < 1 || v > (1L << 40) / mul)
+        return -1;
+    return v * mul;
+}
+
+/* The device's total memory when one answers; 0 otherwise (the error is not kept). */
+static uint64_t device_bytes(void)
+{
+    size_t fr = 0, tot = 0;
+    if (kcu_init(0) < 0 || kcu_mem_info(&fr, &tot) < 0) {
+        err_clear();
+        return 0;
+    }
+    kcu_shutdown();
+    return tot;
+}
+
+static void print_line(const char *what, uint64_t bytes, const char *note)
+{
+    printf("%-36s %9.2f GiB %16llu%s%s\n", what, gib(bytes), (unsigned long long)bytes,
+           *note ? "  " : "", note);
+}
+
+static void print_budget(const struct ckpt *c, const struct ckpt_stats *s, const char *src,
+                         const struct budget_req *r, const struct budget *b, const char *gpu_src)
+{
+    const struct mcfg *m = &c->cfg;
+    char note[256];
+    printf("GPU memory plan for %s\n", src);
+    printf("request: context %ld x %ld sequence%s, KV %s, %ld snapshots per sequence, "
+           "prefill chunk %ld, GPU %.2f GiB (%s)\n\n",
+           r->ctx, r->seqs, r->seqs == 1 ? "" : "s", kern_dtype_name(r->kv_type), r->snaps,
+           r->chunk, gib(r->gpu_bytes), gpu_src);
+    print_line("weights", b->weights, "the checkpoint's text-model tensors:");
+    for (int k = 0; k < CK_NCLASS; k++)
+        if (s->count[k])
+            printf("  %-34s %9.2f GiB %16llu\n", ckpt_class_name(k), gib(s->bytes[k]),
+                   (unsigned long long)s->bytes[k]);
+    snprintf(note, sizeof note, "%llu B/token x %ld x %ld over %lld full-attention layers",
+             (unsigned long long)b->kv_per_token, r->ctx, r->seqs, (long long)m->n_full);
+    print_line("KV cache", b->kv, note);
+    snprintf(note, sizeof note, "%llu B/sequence (conv + recurrent, fp32) x %ld",
+             (unsigned long long)b->gdn_per_seq, r->seqs);
+    print_line("DeltaNet states", b->gdn, note);
+    snprintf(note, sizeof note, "%ld per sequence x %ld x %llu B (the DeltaNet states)", r->snaps,
+             r->seqs, (unsigned long long)b->snap_bytes);
+    print_line("snapshots", b->snaps, note);
+    snprintf(note, sizeof note, "fp32 buffers of one %ld-token prefill chunk", r->chunk);
+    print_line("activations", b->act, note);
+    print_line("attention scratch", b->attn_work, "decode split-KV partials (upper bound)");
+    print_line("CUDA graph pools", b->graphs, "an estimate, not measured");
+    print_line("runtime reserve", b->runtime, "CUDA context, allocator rounding (engc_open's)");
+    print_line("total", b->total, "");
+    snprintf(note, sizeof note, "%s", gpu_src);
+    print_line("GPU", r->gpu_bytes, note);
+    printf("\n");
+    if (b->fits)
+        printf("verdict: fits, %.2f GiB to spare; %ld of %ld snapshots per sequence\n",
+               gib(r->gpu_bytes - b->total), b->snaps_fit, r->snaps);
+    else if (b->required <= r->gpu_bytes)
+        printf("verdict: does not fit with %ld snapshots per sequence (%.2f GiB over): "
+               "everything else fits, and %ld snapshot%s per sequence fit%s\n",
+               r->snaps, gib(b->over), b->snaps_fit, b->snaps_fit == 1 ? "" : "s",
+               b->snaps_fit == 1 ? "s" : "");
+    else {
+        uint64_t rest = b->total - b->kv;
+        printf("verdict: does not fit, %.2f GiB over: the KV cache (%.2f GiB) needs more than "
+               "the %.2f GiB left after everything else (%.2f GiB)\n",
+               gib(b->over), gib(b->kv), rest < r->gpu_bytes ? gib(r->gpu_bytes - rest) : 0.0,
+               gib(rest));
+        if (b->max_ctx > 0)
+            printf("  at %ld sequence%s the longest context that fits is %ld tokens\n", r->seqs,
+                   r->seqs == 1 ? "" : "s", b->max_ctx);
+        else
+            printf("  at %ld sequence%s no context fits\n", r->seqs, r->seqs == 1 ? "" : "s");
+        printf("  at %ld tokens of context at most %ld sequence%s fit\n", r->ctx, b->max_seqs,
+               b->max_seqs == 1 ? "" : "s");
+    }
+    if (r->ctx > m->max_pos && m->rope_type != MCFG_ROPE_YARN)
+        printf("note: a context of %ld is beyond max_position_embeddings (%lld): it needs YaRN "
+               "rope scaling (factor %.0f), which this config does not set\n",
+               r->ctx, (long long)m->max_pos, ceil((double)r->ctx / (double)m->max_pos));
+}
+
+static int print_budget_json(const char *src, const struct budget_req *r, const struct budget *b,
+                             const struct ckpt_stats *s, const char *gpu_src)
+{
+    struct buf o = { 0 };
+    int rc = buf_puts(&o, "{\"checkpoint\":");
+    rc = rc || buf_json_str(&o, src, strlen(src));
+    rc = rc || buf_printf(&o,
+                          ",\"ctx\":%ld,\"seqs\":%ld,\"kv\":\"%s\",\"chunk\":%ld,"
+                          "\"snapshots_wanted\":%ld,\"gpu_bytes\":%llu,\"gpu_source\":\"%s\","
+                          "\"weights_by_precision\":[",
+                          r->ctx, r->seqs, kern_dtype_name(r->kv_type), r->chunk, r->snaps,
+                          (unsigned long long)r->gpu_bytes, gpu_src);
+    int first = 1;
+    for (int k = 0; k < CK_NCLASS && !rc; k++)
+        if (s->count[k]) {
+            rc = buf_printf(&o, "%s{\"class\":\"%s\",\"bytes\":%llu}", first ? "" : ",",
+                            ckpt_class_name(k), (unsigned long long)s->bytes[k]);
+            first = 0;
+        }
+    rc = rc ||
+         buf_printf(&o,
+                    "],\"kv_bytes_per_token\":%llu,\"deltanet_bytes_per_seq\":%llu,"
+                    "\"snapshot_bytes\":%llu,\"weights\":%llu,\"kv_cache\":%llu,"
+                    "\"deltanet_states\":%llu,\"snapshots\":%llu,\"activations\":%llu,"
+                    "\"attention_scratch\":%llu,\"graph_pools_estimate\":%llu,\"runtime\":%llu,"
+                    "\"total\":%llu,\"required_without_snapshots\":%llu,\"fits\":%s,"
+                    "\"over_bytes\":%llu,\"snapshots_fit\":%ld,\"max_ctx\":%ld,\"max_seqs\":%ld}\n",
+                    (unsigned long long)b->kv_per_token, (unsigned long long)b->gdn_per_seq,
+                    (unsigned long long)b->snap_bytes, (unsigned long long)b->weights,
+                    (unsigned long long)b->kv, (unsigned long long)b->gdn,
+                    (unsigned long long)b->snaps, (unsigned long long)b->act,
+                    (unsigned long long)b->attn_work, (unsigned long long)b->graphs,
+                    (unsigned long long)b->runtime, (unsigned long long)b->total,
+                    (unsigned long long)b->required, b->fits ? "true" : "false",
+                    (unsigned long long)b->over, b->snaps_fit, b->max_ctx, b->max_seqs);
+    if (rc) {
+        buf_free(&o);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    fwrite(o.p, 1, o.len, stdout);
+    buf_free(&o);
+    return 0;
+}
+
+/* The plan for an opened (or synthesized) checkpoint; exit 1 when it does not fit. */
+static int run_budget(const struct ckpt *c, const struct ckpt_stats *s, const char *src,
+                      const struct budget_args *ba, int json)
+{
+    struct budget_req r = {
+        .ctx = ba->ctx,
+        .seqs = ba->seqs,
+        .kv_type = ba->kv_type,
+        .snaps = BUDGET_SNAPS,
+        .chunk = ba->chunk,
+        .weight_bytes = s->total_bytes,
+    };
+    const char *gpu_src = "--gpu-mem";
+    if (ba->gpu_gib > 0) {
+        r.gpu_bytes = (uint64_t)(ba->gpu_gib * 1073741824.0);
+    } else if ((r.gpu_bytes = device_bytes()) > 0) {
+        gpu_src = "device 0";
+    } else {
+        r.gpu_bytes = (uint64_t)48 << 30;
+        gpu_src = "default 48 GiB card";
+    }
+    struct budget b;
+    if (budget_plan(&c->cfg, &r, &b) < 0)
+        return -1;
+    if (json) {
+        if (print_budget_json(src, &r, &b, s, gpu_src) < 0)
+            return -1;
+    } else {
+        print_budget(c, s, src, &r, &b, gpu_src);
+    }
+    return 0;
+}
+
 static int run(struct app *a, int argc, char **argv)
 {
     (void)a;
-    int json = 0, mixed = 1;
+    int json = 0, mixed = 1, budget = 0;
+    struct budget_args ba = { .ctx = 262144, .seqs = 1, .chunk = 256, .kv_type = KERN_FP8 };
     const char *dir = NULL, *cfgfile = NULL;
     struct cli c;
     cli_init(&c, argc, argv);
@@ -156,6 +350,26 @@ static int run(struct app *a, int argc, char **argv)
             if (strcmp(c.arg, "bf16") && strcmp(c.arg, "mixed"))
                 return cli_usage_error("inspect", "--quant must be bf16 or mixed");
             mixed = !strcmp(c.arg, "mixed");
+        } else if (o == 3) {
+            budget = 1;
+        } else if (o == 4) {
+            if ((ba.ctx = parse_count(c.arg)) < 0)
+                return cli_usage_error("inspect", "--ctx wants a positive count, not '%s'", c.arg);
+        } else if (o == 5) {
+            if ((ba.seqs = parse_count(c.arg)) < 0 || ba.seqs > 65536)
+                return cli_usage_error("inspect", "--seqs wants 1 to 65536, not '%s'", c.arg);
+        } else if (o == 6) {
+            if (strcmp(c.arg, "fp8") && strcmp(c.arg, "bf16"))
+                return cli_usage_error("inspect", "--kv must be fp8 or bf16");
+            ba.kv_type = !strcmp(c.arg, "fp8") ? KERN_FP8 : KERN_BF16;
+        } else if (o == 7) {
+            char *end;
+            ba.gpu_gib = strtod(c.arg, &end);
+            if (end == c.arg || *end || !(ba.gpu_gib > 0 && ba.gpu_gib < 1e6))
+                return cli_usage_error("inspect", "--gpu-mem wants GiB > 0, not '%s'", c.arg);
+        } else if (o == 8) {
+            if ((ba.chunk = parse_count(c.arg)) < 0 || ba.chunk > (1L << 20))
+                return cli_usage_error("inspect", "--chunk wants 1 to 1048576, not '%s'", c.arg);
         }
     }
     if (!dir == !cfgfile)
@@ -176,7 +390,9 @@ static int run(struct app *a, int argc, char **argv)
     }
     ckpt_stats(&ck, &s);
     int rc = 0;
-    if (json)
+    if (budget)
+        rc = run_budget(&ck, &s, cfgfile ? cfgfile : dir, &ba, json);
+    else if (json)
         rc = print_json(&ck, &s, cfgfile ? cfgfile : dir);
     else
         print_text(&ck, &s, cfgfile ? cfgfile : dir, cfgfile != NULL);
@@ -190,6 +406,8 @@ const struct command cmd_inspect = {
     "describe a checkpoint: architecture, precision table, bytes per token",
     "usage: lode inspect [--json] DIR\n"
     "       lode inspect [--json] --config-only config.json [--quant bf16|mixed]\n"
+    "       lode inspect --budget [--ctx N] [--seqs S] [--kv fp8|bf16] [--gpu-mem GB]\n"
+    "                    [--chunk N] [--json] DIR | --config-only config.json\n"
     "\n"
     "Opens the checkpoint exactly as the engine does (every tensor validated and bound)\n"
     "and prints the architecture, tensor counts and bytes by precision class, the\n"
@@ -197,6 +415,14 @@ const struct command cmd_inspect = {
     "+ lm_head + one embedding row), KV-cache bytes per context token and the Gated\n"
     "DeltaNet state per sequence. Exit 1 with the defect named when the checkpoint is\n"
     "malformed or foreign. --config-only sizes mkmodel's recipe for a config.json\n"
-    "without any weights.\n",
+    "without any weights.\n"
+    "\n"
+    "--budget prints the CUDA engine's GPU memory plan instead (engine/budget.c, the\n"
+    "arithmetic the engine itself uses): weights by precision, the KV cache for ctx x\n"
+    "seqs over the full-attention layers, DeltaNet states, the 16 snapshots per\n"
+    "sequence the agent keeps, the prefill chunk's activations, attention scratch, an\n"
+    "estimate for CUDA graph pools and the runtime reserve, against the GPU (GiB; the\n"
+    "device's when one answers, else 48), then a verdict: fits, or what does not with\n"
+    "the longest context and the most sequences that would. Exit 0 either way.\n",
     opts,
 };

@@ -12,6 +12,7 @@
 #include "common/ckd.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "engine/budget.h"
 #include "engine/model_impl.h"
 
 #include <math.h>
@@ -121,42 +122,15 @@ static size_t layer_weight_bytes(const struct eng *e, const struct eng_layer *L)
     return n;
 }
 
-/* Floats of each activation buffer for T tokens (the order of struct gpu_acts). */
+/* Floats of each activation buffer for T tokens (the order of struct gpu_acts); the sizes live
+ * in engine/budget.c so that `lode inspect --budget` plans with the same numbers. */
+_Static_assert(N_ACTS == BUDGET_N_ACTS, "gpu_acts and budget_act_floats disagree");
 static void act_floats(const struct mcfg *c, long T, size_t n[N_ACTS])
 {
-    long H = (long)c->hidden, qo = (long)mcfg_q_out(c), kvo = (long)mcfg_kv_out(c);
-    long cd = (long)mcfg_conv_dim(c), vd = (long)mcfg_lin_val_dim(c);
-    long nv = (long)c->lin_v_heads, ao = (long)(c->n_heads * c->head_dim), k = (long)c->top_k;
-    long per[N_ACTS] = { H,
-                         H,
-                         H,
-                         lmax(qo, cd),
-                         lmax(2 * kvo, cd),
-                         lmax(ao, vd),
-                         vd,
-                         2 * nv,
-                         2 * nv,
-                         1,
-                         (long)c->vocab,
-                         1,
-                         0,
-                         k,
-                         k,
-                         H,
-                         1 };
-    for (int i = 0; i < N_ACTS; i++)
-        n[i] = (size_t)per[i] * (size_t)T;
-    n[12] = 1; /* argmax result */
+    budget_act_floats(c, T, n);
 }
 
-static size_t act_bytes_for(const struct mcfg *c, long T)
-{
-    size_t n[N_ACTS], total = 0;
-    act_floats(c, T, n);
-    for (int i = 0; i < N_ACTS; i++)
-        total += (n[i] * 4 + 255) & ~(size_t)255;
-    return total;
-}
+static size_t act_bytes_for(const struct mcfg *c, long T) { return (size_t)budget_act_bytes(c, T); }
 
 void engc_sizes(const struct eng *e, size_t *weight_bytes, size_t *act_bytes)
 {
@@ -386,13 +360,8 @@ int engc_open(struct engc **out, struct eng *e, int dev)
     if ((rc = kcu_mem_info(&fr, &tot)) < 0)
         return rc;
     /* weights + one chunk of activations + a margin for the KV cache, scratch and the runtime */
-    size_t margin = (size_t)512 << 20;
-    if (wb + ab + margin > fr)
-        return err_set(ERR_NOMEM,
-                       "cuda engine: the model needs %.2f GiB of weights + %.2f GiB of "
-                       "activations (chunk %ld) + 0.5 GiB, the device has %.2f GiB free of %.2f",
-                       wb / 1073741824.0, ab / 1073741824.0, e->o.chunk, fr / 1073741824.0,
-                       tot / 1073741824.0);
+    if ((rc = budget_check_open(wb, ab, e->o.chunk, fr, tot)) < 0)
+        return rc;
     struct engc *g = calloc(1, sizeof *g);
     if (!g)
         return err_set(ERR_NOMEM, "out of memory");

@@ -158,7 +158,8 @@ static float dot_i4(const uint32_t *p, const float *sc, long k, long group, cons
         __m512 s;
         if (group == 32) {
             long left = ng - b * 4;
-            __mmask16 mg = (__mmask16)(left >= 4 ? 0xf : (1u << left) - 1);
+            /* scale groups in this block (group 32 only; larger groups read one scale) */
+            __mmask16 mg = (__mmask16)(left >= 4 ? 0xf : left > 0 ? (1u << left) - 1 : 0);
             s = _mm512_permutexvar_ps(g32, _mm512_maskz_loadu_ps(mg, sc + b * 4));
         } else {
             s = _mm512_set1_ps(sc[b * 128 / group]);
@@ -212,7 +213,8 @@ static inline __attribute__((always_inline)) void dot_i4_rows(const uint32_t *p,
         __mmask16 mw = tail_mask(nw - b * 16);
         const float *xb = xp + b * 128;
         long left = ng - b * 4;
-        __mmask16 mg = (__mmask16)(left >= 4 ? 0xf : (1u << left) - 1);
+        /* scale groups in this block (group 32 only; larger groups read one scale) */
+        __mmask16 mg = (__mmask16)(left >= 4 ? 0xf : left > 0 ? (1u << left) - 1 : 0);
         _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
         {
             const uint32_t *pj = p + j * ldw + b * 16;

@@ -1,11 +1,10 @@
 /*
- * gpuhelp.h - helpers the GPU tests and benchmarks share: device buffers
- * (filled, copied, poisoned), random host data, comparisons against the CPU
- * reference, and for the benchmarks a clock, the copy-bandwidth yardstick
- * and a timing loop. Header-only (static inline): each test is one file.
+ * gpuhelp.h - helpers the GPU tests share: device buffers (filled, copied,
+ * poisoned), random host data, comparisons against the CPU reference.
+ * Header-only (static inline): each test is one file. The benchmarks'
+ * clock, copy-bandwidth yardstick and timing loop are in app/bench_cuda.c.
  *
- * Include testhelp.h first for the test part (random data, gh_gpu_ready);
- * a benchmark defines GH_PROG (its name, for messages) before including.
+ * Include testhelp.h first (random data, gh_gpu_ready).
  */
 #ifndef LODE_TESTS_GPUHELP_H
 #define LODE_TESTS_GPUHELP_H
@@ -144,66 +143,6 @@ static inline float *gh_rnd(struct th_rng *rng, size_t n, float lo, float hi)
         for (size_t i = 0; i < n; i++)
             p[i] = lo + (hi - lo) * (th_uniform(rng) * 0.5f + 0.5f);
     return p;
-}
-#endif
-
-#ifdef GH_PROG
-static inline double gh_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Reports a failed step with the error message; the benchmark's exit status. */
-static inline int gh_fail(const char *what)
-{
-    fprintf(stderr, GH_PROG ": %s: %s\n", what, err_msg());
-    return 1;
-}
-
-/* The device-to-device copy bandwidth (GB/s, read + write) of this run, the
- * yardstick the kernels' figures are shown against; prints its line. */
-static inline int gh_bench_copy(double *gbps)
-{
-    size_t bytes = (size_t)1 << 30;
-    void *a = gh_dalloc(bytes, 1), *b = gh_dalloc(bytes, 0);
-    if (!a || !b)
-        return gh_fail("copy");
-    double best = 1e30;
-    for (int i = 0; i < 6; i++) {
-        kcu_sync();
-        double t0 = gh_now();
-        if (kcu_copy(b, a, bytes, NULL) < 0 || kcu_sync() < 0)
-            return gh_fail("copy");
-        double dt = gh_now() - t0;
-        best = i && dt < best ? dt : best; /* the first one warms up */
-    }
-    *gbps = 2.0 * bytes / best / 1e9;
-    printf("%-52s %10.1f us %9.1f GB/s\n", "D2D copy 1 GiB (read + write)", best * 1e6, *gbps);
-    gh_dfree(a);
-    gh_dfree(b);
-    return 0;
-}
-
-/* Times round(ctx) (some kernel launches, returning how many, < 0 on
- * failure), syncing after each round: one warm-up pass, then rounds until
- * secs have passed. *calls and *dt get the launches and seconds measured. */
-static inline int gh_time_rounds(long (*round)(void *ctx), void *ctx, double secs, long *calls,
-                                 double *dt)
-{
-    for (int warm = 1; warm >= 0; warm--) {
-        *calls = 0;
-        double t0 = gh_now();
-        do {
-            long n = round(ctx);
-            if (n < 0 || kcu_sync() < 0)
-                return -1;
-            *calls += n;
-            *dt = gh_now() - t0;
-        } while (!warm && *dt < secs);
-    }
-    return 0;
 }
 #endif
 

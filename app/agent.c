@@ -139,6 +139,7 @@ void ag_close(struct agent *a)
     }
     cJSON_Delete(a->msgs);
     free(a->ctx);
+    ag_context_free(a);
     cJSON_Delete(a->tools);
     tc_tools_free(a->tct);
     tpl_close(a->tpl);
@@ -697,7 +698,8 @@ static int start(struct agent *a, const char *text)
     emit(a, &init);
     struct ag_event ev = { .kind = AG_EV_USER, .text = text, .len = strlen(text) };
     emit(a, &ev);
-    return add_text_message(a, "user", text);
+    int rc = ag_context_refresh(a); /* edited loaded files go at the tail, before the message */
+    return rc < 0 ? rc : add_text_message(a, "user", text);
 }
 
 int ag_send(struct agent *a, const char *text)

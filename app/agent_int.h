@@ -44,7 +44,10 @@ struct agent {
     volatile int intr; /* ag_interrupt: polled by the backend and between tools */
     char *todo;
     struct ag_stats stats;
-    char *ctx; /* the loaded files' block in front of the system prompt, or NULL */
+    char *ctx;       /* the loaded files' block in front of the system prompt, or NULL */
+    char *ctx_dir;   /* the directory it was loaded from */
+    cJSON *ctx_seen; /* path -> the rendering the model has as current; null: shown deleted;
+                      * false: not shown yet (agent_context.c) */
 };
 
 /* agent_prompt.c: lode's system prompt for the workspace, with the project's
@@ -66,6 +69,13 @@ int ag_load_session(struct agent *a, const char *id, int *restored);
  * is created) without recording it; the byte offset of the block's end in a rendered prompt
  * (0: not there). */
 int ag_apply_context(struct agent *a, const char *block);
+/* Rebuilds the loaded files' state from a session's "context" record followed by its
+ * "file-updates" records (recs: their bodies in order; NULL or empty: none). */
+int ag_context_restore(struct agent *a, const cJSON *recs);
+/* Before a user message: the loaded files changed on disk since the model saw them are
+ * appended as a "file-updates" message (recorded), once per change. */
+int ag_context_refresh(struct agent *a);
+void ag_context_free(struct agent *a);
 size_t ag_context_mark(const struct agent *a, const char *prompt, size_t n);
 
 /* agent.c: renders the conversation (+ generation prompt) into out. */

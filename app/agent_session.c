@@ -8,6 +8,8 @@
  *   "user"      {content}
  *   "assistant" {content, reasoning_content, tool_calls, interrupted?}
  *   "tool"      {tool_call_id, name, content, is_error}
+ *   "context"   {dir, files, content}: the loaded files' block (agent_context.c)
+ *   "file-updates" {content, files}: loaded files changed since, a user message
  * Other kinds (from a newer lode) stay in the store and are skipped here.
  *
  * The state blob (kind "state", only the newest kept) is
@@ -57,6 +59,8 @@ cJSON *ag_record_to_message(const char *kind, const cJSON *body)
     for (int i = 0; i < 4; i++)
         if (!strcmp(kind, roles[i]))
             r = i;
+    if (!strcmp(kind, "file-updates"))
+        r = 1; /* the model reads it as a user message at the tail */
     if (r < 0)
         return NULL;
     cJSON *m = cJSON_CreateObject();
@@ -93,7 +97,7 @@ struct load {
     int64_t last_seq;
     long max_call;
     int rc;
-    char *ctx; /* the newest "context" record's block */
+    cJSON *ctx; /* the newest "context" record's body, then the "file-updates" after it */
 };
 
 static long call_number(const char *id)
@@ -112,11 +116,13 @@ static int load_fn(void *ctx, int64_t seq, const char *kind, const char *body, i
     l->last_seq = seq;
     cJSON *o = cJSON_Parse(body);
     cJSON *m = o ? ag_record_to_message(kind, o) : NULL;
-    const cJSON *blk =
-        !strcmp(kind, "context") ? cJSON_GetObjectItemCaseSensitive(o, "content") : NULL;
-    if (cJSON_IsString(blk)) {
-        free(l->ctx);
-        l->ctx = strdup(blk->valuestring); /* NULL (out of memory): resumed without it */
+    if (o && !strcmp(kind, "context")) {
+        cJSON_Delete(l->ctx);
+        l->ctx = cJSON_CreateArray(); /* NULL (out of memory): resumed without it */
+    }
+    if (o && l->ctx && (!strcmp(kind, "context") || !strcmp(kind, "file-updates"))) {
+        cJSON_AddItemToArray(l->ctx, o);
+        o = NULL;
     }
     if (m) {
         /* A system record only counts at the start, where the template wants it. */
@@ -183,7 +189,7 @@ int ag_load_session(struct agent *a, const char *id, int *restored)
     rc = db_messages(a->db, s.id, load_fn, &l);
     if (rc < 0) {
         cJSON_Delete(l.msgs);
-        free(l.ctx);
+        cJSON_Delete(l.ctx);
         db_session_free(&s);
         return err_prefix(rc, "agent: reading session %s", id);
     }
@@ -201,8 +207,8 @@ int ag_load_session(struct agent *a, const char *id, int *restored)
     a->next_call = l.max_call + 1;
     free(a->ctx);
     a->ctx = NULL;
-    rc = ag_apply_context(a, l.ctx);
-    free(l.ctx);
+    rc = ag_context_restore(a, l.ctx);
+    cJSON_Delete(l.ctx);
     if (rc < 0)
         return rc;
     int ok = load_state(a);
@@ -220,7 +226,7 @@ static int64_t last_seq(struct agent *a)
         return 0;
     db_messages(a->db, a->sid, load_fn, &l);
     cJSON_Delete(l.msgs);
-    free(l.ctx);
+    cJSON_Delete(l.ctx);
     return l.last_seq;
 }
 

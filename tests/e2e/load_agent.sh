@@ -51,7 +51,49 @@ c=$(field cached_tokens)
 if grep -q '"state_restored":true' "$TMP/out" && [ "${c:-0}" -ge "$n1" ]; then
   ok "resume keeps the loaded files in the prompt ($c tokens reused)"
 else fail "resume keeps the loaded files in the prompt" "$(cat "$TMP/out")"; fi
+# an edit after that: the next turn reuses the whole earlier prompt (the loaded block with it)
+# and only the update at the tail is new
+echo 'int v1 = 12345;' >> "$P/src/f1.c"
+LODE_CACHE_ENABLED=false expect_exit 0 "resume after an edit" "$LODE" run --model "$M" \
+  --threads 1 --max-tokens 3 --max-turns 1 --output-format json --resume "$sid" -p edited
+c2=$(field cached_tokens); in2=$(field input_tokens)
+if [ "${c2:-0}" -ge "$c" ] && [ "${in2:-0}" -gt "$c2" ]; then
+  ok "resume after an edit: $c2 tokens reused, the update computed at the tail"
+else fail "resume after an edit reuses the loaded block" "$(cat "$TMP/out")"; fi
 expect_err "run --load: no such directory" 1 "nope" "${R[@]}" --load "$TMP/nope" -p hi
+
+# edits after loading: the <files> block stays byte-identical (its prefix stays cached) and the
+# changed files are appended once, at the tail, as <file-updates>; resume rebuilds the same
+LP=$TMP/lp
+mkdir -p "$LP/src"
+for i in 1 2 3; do seq 1 5 | sed "s/^/int w$i = /;s/\$/;/" > "$LP/src/g$i.c"; done
+echo '["ok", "ok", "ok", "ok", "ok"]' > "$TMP/s.json"
+S=("$LODE" run --backend "script:$TMP/s.json" --model "$M" --output-format json)
+pr() { LODE_SCRIPT_PROMPTS=$TMP/pr$1.jsonl "${S[@]}" "${@:2}" > "$TMP/out" 2> "$TMP/err" ||
+  fail "updates: run $1" "$(cat "$TMP/err")"; }
+pr 1 --load "$LP" -p one
+usid=$(sed -n 's/.*"session_id":"\([^"]*\)".*/\1/p' "$TMP/out")
+echo 'int w1 = 99;' >> "$LP/src/g1.c"
+pr 2 --resume "$usid" -p two
+pr 3 --resume "$usid" -p three
+rm "$LP/src/g3.c"; echo 'int w4 = 1;' > "$LP/src/g4.c"
+pr 4 --resume "$usid" --load "$LP" -p four
+pr 5 --resume "$usid" -p five
+if python3 - "$TMP" << 'EOF' 2> "$TMP/py.err"
+import json, sys
+P = [json.loads(open(f"{sys.argv[1]}/pr{i}.jsonl").readline())["prompt"] for i in range(1, 6)]
+blk = P[0][: P[0].index("</files>")]
+assert all(p.startswith(blk) for p in P), "the <files> block changed"
+assert "<file-updates>" not in P[0]
+for p, n in zip(P[1:], (1, 1, 2, 2)):  # the edit once, after turn one and before turn two
+    assert p.count("int w1 = 99;") == 1 and p.count("<file-updates>") == n, p
+    assert p.index("\none<") < p.index("int w1 = 99;") < p.index("\ntwo<")
+assert "=== src/g3.c (deleted) ===" in P[3] and P[3].index("(deleted)") < P[3].index("\nfour<")
+assert "=== src/g4.c ===\nint w4 = 1;" in P[3] and "int w4" not in blk
+assert P[4].startswith(P[3][: P[3].index("\nfour<")])  # resume rebuilds the same prompt
+EOF
+then ok "updates: the block stays, edits/deletions/new files are appended once at the tail"
+else fail "updates: edits are appended at the tail" "$(tail -3 "$TMP/py.err")"; fi
 
 # the interface: /load, then a message whose prompt holds the files (restored from the cache)
 if command -v tmux > /dev/null; then

@@ -75,8 +75,6 @@ const char *kern_dtype_name(int dtype)
 
 /* ------------------------------------------------------------------ context */
 
-int kern_i4_rows = 1;
-
 int kern_cpu_new(struct kern_cpu **out, int threads, int isa)
 {
     *out = NULL;
@@ -88,9 +86,6 @@ int kern_cpu_new(struct kern_cpu **out, int threads, int isa)
     if (!c)
         return err_set(ERR_NOMEM, "out of memory");
     c->isa = isa;
-    const char *e = getenv("LODE_KERN_I4_ROWS");
-    if (e && *e)
-        kern_i4_rows = strcmp(e, "0") != 0;
     int rc = pool_new(&c->pool, threads);
     if (rc < 0) {
         kern_cpu_free(c);

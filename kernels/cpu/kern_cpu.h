@@ -47,10 +47,6 @@ void kern_dequant_row(const struct kern_weight *w, long r, float *out);
 typedef void (*kern_mm_fn)(const struct kern_weight *w, const float *x, long T, float *y, long r0,
                            long r1, void *scratch);
 size_t kern_mm_scratch(long k);
-/* AVX-512 int4 decode: nonzero (the default) computes 4 rows per pass, 0 one row at a time (the
- * earlier kernel, kept for A/B measurement: LODE_KERN_I4_ROWS=0 read by kern_cpu_new, and for
- * the tests, which run both). Same results to fp32 summation order. */
-extern int kern_i4_rows;
 kern_mm_fn kern_mm_for(int isa);
 void kern_mm_scalar(const struct kern_weight *w, const float *x, long T, float *y, long r0, long r1,
                     void *scratch);

@@ -128,50 +128,6 @@ static void i4_permute_x(const float *x, long k, float *xp)
             }
 }
 
-/* int4 with group 32 (four words per group) or a group that is a multiple of 128. */
-static float dot_i4(const uint32_t *p, const float *sc, long k, long group, const float *xp)
-{
-    const __m512 tbl = _mm512_loadu_ps(i4_table);
-    const __m512i g32 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    long nw = k / 8, nb = (nw + 15) / 16, ng = k / group;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (long b = 0; b < nb; b++) {
-        __mmask16 mw = tail_mask(nw - b * 16);
-        _mm_prefetch((const char *)(p + b * 16) + 1024, _MM_HINT_T0); /* see dot_bf16 */
-        __m512i v = _mm512_maskz_loadu_epi32(mw, p + b * 16);
-        const float *xb = xp + b * 128;
-        __m512 t0 = _mm512_mul_ps(_mm512_permutexvar_ps(v, tbl), _mm512_load_ps(xb));
-        __m512 t1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), tbl),
-                                  _mm512_load_ps(xb + 64));
-        t0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tbl),
-                             _mm512_load_ps(xb + 16), t0);
-        t1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), tbl),
-                             _mm512_load_ps(xb + 80), t1);
-        t0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), tbl),
-                             _mm512_load_ps(xb + 32), t0);
-        t1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), tbl),
-                             _mm512_load_ps(xb + 96), t1);
-        t0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), tbl),
-                             _mm512_load_ps(xb + 48), t0);
-        t1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), tbl),
-                             _mm512_load_ps(xb + 112), t1);
-        __m512 s;
-        if (group == 32) {
-            long left = ng - b * 4;
-            /* scale groups in this block (group 32 only; larger groups read one scale) */
-            __mmask16 mg = (__mmask16)(left >= 4 ? 0xf : left > 0 ? (1u << left) - 1 : 0);
-            s = _mm512_permutexvar_ps(g32, _mm512_maskz_loadu_ps(mg, sc + b * 4));
-        } else {
-            s = _mm512_set1_ps(sc[b * 128 / group]);
-        }
-        if (b & 1)
-            acc1 = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), s, acc1);
-        else
-            acc0 = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), s, acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
 /* Row j's 16-lane sum acc[j] reduced to out[j] for j < 4, with 4 rows sharing the shuffles (one
  * 4-way tree instead of four reduce_add). The tree is the same whatever the number of live rows,
  * so a row's result does not depend on how many rows were computed with it. */
@@ -188,11 +144,11 @@ static inline void reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3, float out
     _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(pick, d)));
 }
 
-/* dot_i4 for NR rows (ldw words apart, scales ng apart in sc) at once: each block's 8 permuted
- * activation vectors are loaded once for all rows, and the rows' chains are independent, so the
- * loop is bound by the unpack (shift + vpermps per 16 weights) and not by the per-row set-up and
- * reduction that dominated short rows (k = 256..512: 2..4 blocks). Per row the operations and
- * their order are those of dot_i4 except for the final reduction. */
+/* int4 with group 32 (four words per group) or a group that is a multiple of 128, for NR <= 4
+ * rows (ldw words apart, scales ng apart in sc) at once: each block's 8 permuted activation
+ * vectors are loaded once for all rows, and the rows' chains are independent, so the loop is
+ * bound by the unpack (shift + vpermps per 16 weights) and not by the per-row set-up and
+ * reduction that dominated short rows (k = 256..512: 2..4 blocks). */
 static inline __attribute__((always_inline)) void dot_i4_rows(const uint32_t *p, long ldw,
                                                               const float *sc, long ng, long k,
                                                               long group, const float *xp,
@@ -325,10 +281,8 @@ static void gemv(const struct kern_weight *w, const float *x, long T, float *y, 
         const float *xt = x + t * k;
         if (w->type == KERN_I4 && i4_fast(w)) {
             i4_permute_x(xt, k, xp);
-            if (kern_i4_rows) {
-                gemv_i4(w, xp, y + t * n, r0, r1, sc);
-                continue;
-            }
+            gemv_i4(w, xp, y + t * n, r0, r1, sc);
+            continue;
         }
         for (long r = r0; r < r1; r++) {
             float v;
@@ -336,9 +290,6 @@ static void gemv(const struct kern_weight *w, const float *x, long T, float *y, 
                 v = dot_bf16((const uint16_t *)w->data + r * k, xt, k);
             } else if (w->type == KERN_F32) {
                 v = dot_f32((const float *)w->data + r * k, xt, k);
-            } else if (w->type == KERN_I4 && i4_fast(w)) {
-                row_scales(w, r, sc);
-                v = dot_i4((const uint32_t *)w->data + r * (k / 8), sc, k, w->group, xp);
             } else if (w->type == KERN_I8 && i8_fast(w)) {
                 row_scales(w, r, sc);
                 v = dot_i8((const uint8_t *)w->data + r * k, sc, k, w->group, xt);

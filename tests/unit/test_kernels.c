@@ -167,21 +167,18 @@ static void t_matmul_int4(void)
     } cases[] = { { 32, 32 }, { 32, 96 }, { 32, 160 }, { 32, 2048 }, { 128, 384 }, { 256, 512 },
                   { 8, 40 },  { 16, 48 }, { 64, 192 }, { 0, 24 },    { 0, 136 } };
     static const long Ts[] = { 1, 2, 4, 9, 17 };
-    /* both AVX-512 decode kernels (4 rows per pass and one row); n = 1, 10, 19, 28, 37 gives
-     * whole 4-row groups, remainders and several 16-row blocks per thread */
-    for (kern_i4_rows = 0; kern_i4_rows < 2; kern_i4_rows++)
-        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-            for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++)
-                for (int st = KERN_F32; st <= KERN_F16; st++)
-                    for (round_x = 0; round_x < 2; round_x++)
-                        check_layout((struct layout){ KERN_I4, cases[i].group, st },
-                                     1 + (long)(c * 9), cases[i].k, Ts[c]);
-    for (kern_i4_rows = 0; kern_i4_rows < 2; kern_i4_rows++) { /* decode over several blocks */
-        check_layout((struct layout){ KERN_I4, 32, KERN_BF16 }, 37, 2048, 1);
-        check_layout((struct layout){ KERN_I4, 32, KERN_F16 }, 53, 160, 1);
-        check_layout((struct layout){ KERN_I4, 128, KERN_F32 }, 37, 384, 2);
-    }
-    kern_i4_rows = 1;
+    /* the AVX-512 decode kernel (4 rows per pass); n = 1, 10, 19, 28, 37 gives whole 4-row
+     * groups, remainders and several 16-row blocks per thread */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++)
+            for (int st = KERN_F32; st <= KERN_F16; st++)
+                for (round_x = 0; round_x < 2; round_x++)
+                    check_layout((struct layout){ KERN_I4, cases[i].group, st }, 1 + (long)(c * 9),
+                                 cases[i].k, Ts[c]);
+    /* decode over several blocks */
+    check_layout((struct layout){ KERN_I4, 32, KERN_BF16 }, 37, 2048, 1);
+    check_layout((struct layout){ KERN_I4, 32, KERN_F16 }, 53, 160, 1);
+    check_layout((struct layout){ KERN_I4, 128, KERN_F32 }, 37, 384, 2);
     round_x = 0;
 }
 

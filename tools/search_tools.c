@@ -195,6 +195,55 @@ static void pop_rules(struct walk *w, size_t n)
     }
 }
 
+/* Reads the first line of the small text file `name` in dfd into out (without the newline);
+ * 0, or -1 when it is missing, not a regular file or empty. */
+static int read_line_at(int dfd, const char *name, char *out, size_t cap)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, out, cap - 1) : -1;
+    close(fd);
+    if (n <= 0)
+        return -1;
+    out[n] = 0;
+    out[strcspn(out, "\r\n")] = 0;
+    return out[0] ? 0 : -1;
+}
+
+/* The info directory of the repository whose working tree is dfd, opened (caller closes), or
+ * -1. `.git` is a directory in a plain clone; in a worktree or a submodule checkout it is a file
+ * "gitdir: PATH" (relative to the working tree or absolute), and a worktree's git directory names
+ * the shared one in its "commondir" file: info/exclude lives there. Only ignore rules are read
+ * from it, never file contents. */
+static int open_git_info(int dfd)
+{
+    int dirflags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    int g = openat(dfd, ".git/info", dirflags | O_NOFOLLOW);
+    if (g >= 0)
+        return g;
+    char line[POL_PATH_MAX];
+    if (read_line_at(dfd, ".git", line, sizeof line) < 0 || strncmp(line, "gitdir:", 7))
+        return -1;
+    const char *path = line + 7;
+    path += strspn(path, " \t");
+    int gd = openat(dfd, path, dirflags);
+    if (gd < 0)
+        return -1;
+    char common[POL_PATH_MAX];
+    if (read_line_at(gd, "commondir", common, sizeof common) == 0) {
+        int cd = openat(gd, common, dirflags);
+        close(gd);
+        if (cd < 0)
+            return -1;
+        gd = cd;
+    }
+    g = openat(gd, "info", dirflags | O_NOFOLLOW);
+    close(gd);
+    return g;
+}
+
 /* Before a walk: the rules that apply from above its root, as git applies
  * them, lowest precedence first: the repository's .git/info/exclude, then
  * each .gitignore from the repository root (or the workspace root when
@@ -216,8 +265,8 @@ static void push_ancestors(struct walk *w)
         struct stat st;
         if (snprintf(dir, sizeof dir, "%s%s%.*s/.git", ws, len ? "/" : "", (int)len, below) <
                 (int)sizeof dir &&
-            lstat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-            git_at = len;
+            lstat(dir, &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)))
+            git_at = len; /* a .git file: a worktree or submodule checkout */
         if (len == blen)
             break;
         const char *next = strchr(below + len + (len ? 1 : 0), '/');
@@ -238,7 +287,7 @@ static void push_ancestors(struct walk *w)
         if (dfd < 0)
             break;
         if (len == start && git_at != (size_t)-1) {
-            int g = openat(dfd, ".git/info", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int g = open_git_info(dfd);
             if (g >= 0) {
                 push_ignore_file(w, g, "exclude", "", up);
                 close(g);
@@ -252,8 +301,7 @@ static void push_ancestors(struct walk *w)
     /* the walk root is the repository root: its exclude file, before its .gitignore */
     if (git_at == blen) {
         int g = openat(AT_FDCWD, w->root_real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int e =
-            g >= 0 ? openat(g, ".git/info", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        int e = g >= 0 ? open_git_info(g) : -1;
         if (e >= 0) {
             push_ignore_file(w, e, "exclude", "", NULL);
             close(e);

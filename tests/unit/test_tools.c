@@ -713,6 +713,43 @@ static void t_ignore_files(void)
     HAS("no files match");
 }
 
+/* A worktree (or submodule) checkout: `.git` is a file "gitdir: PATH"; a worktree's git
+ * directory points at the shared one with "commondir", where info/exclude lives. */
+static void t_ignore_worktree(void)
+{
+    static const char *const dirs[] = { "wt",
+                                        "wt/main",
+                                        "wt/main/.git",
+                                        "wt/main/.git/info",
+                                        "wt/main/.git/worktrees",
+                                        "wt/main/.git/worktrees/feat",
+                                        "wt/feat",
+                                        "wt/sub",
+                                        "wt/main/.git/modules",
+                                        "wt/main/.git/modules/sub",
+                                        "wt/main/.git/modules/sub/info" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        wsp_mkdir(ws, dirs[i]);
+    wsp_puts(ws, "wt/main/.git/info/exclude", "*.local\n");
+    wsp_puts(ws, "wt/main/.git/worktrees/feat/commondir", "../..\n");
+    wsp_puts(ws, "wt/feat/.git", "gitdir: ../main/.git/worktrees/feat\n");
+    wsp_puts(ws, "wt/feat/a.c", "word\n");
+    wsp_puts(ws, "wt/feat/b.local", "word\n");
+    /* a submodule: relative gitdir, no commondir, its own info/exclude */
+    wsp_puts(ws, "wt/main/.git/modules/sub/info/exclude", "*.gen\n");
+    wsp_puts(ws, "wt/sub/.git", "gitdir: ../main/.git/modules/sub\n");
+    wsp_puts(ws, "wt/sub/c.c", "word\n");
+    wsp_puts(ws, "wt/sub/d.gen", "word\n");
+    CHECK_INT(run("grep", "{\"pattern\":\"word\",\"path\":\"wt/feat\"}"), 0);
+    CHECK_STR(text(), "wt/feat/a.c:1:word\n");
+    CHECK_INT(run("grep", "{\"pattern\":\"word\",\"path\":\"wt/sub\"}"), 0);
+    CHECK_STR(text(), "wt/sub/c.c:1:word\n");
+    /* a broken .git file is not an error: nothing extra is ignored */
+    wsp_puts(ws, "wt/sub/.git", "gitdir: ../nowhere\n");
+    CHECK_INT(run("grep", "{\"pattern\":\"word\",\"path\":\"wt/sub\"}"), 0);
+    CHECK_STR(text(), "wt/sub/c.c:1:word\nwt/sub/d.gen:1:word\n");
+}
+
 /* ---- lode's own files and the project configuration ---- */
 
 static void t_lode_files(void)
@@ -800,6 +837,7 @@ int main(void)
     TEST_RUN(t_html);
     TEST_RUN(t_web);
     TEST_RUN(t_ignore_files);
+    TEST_RUN(t_ignore_worktree);
     TEST_RUN(t_lode_files);
     TEST_RUN(t_list_parse);
     /* the refusals again with the policy's checked walk instead of openat2 */

@@ -181,6 +181,7 @@ void ag_set_approval(struct agent *a, int mode)
 int ag_thinking(const struct agent *a) { return a->o.thinking; }
 int ag_approval(const struct agent *a) { return a->o.approval; }
 const char *ag_session_id(const struct agent *a) { return a->sid; }
+int ag_session_used(const struct agent *a) { return a->session_used; }
 const struct cJSON *ag_messages(const struct agent *a) { return a->msgs; }
 const char *ag_todo(const struct agent *a) { return a->todo; }
 const struct ag_stats *ag_last_stats(const struct agent *a) { return &a->stats; }

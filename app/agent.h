@@ -130,6 +130,8 @@ int ag_thinking(const struct agent *a);
 int ag_approval(const struct agent *a);
 
 const char *ag_session_id(const struct agent *a);
+/* Whether the session holds anything yet (a message, or loaded files). */
+int ag_session_used(const struct agent *a);
 /* The conversation so far (OpenAI-style messages; borrowed). */
 const struct cJSON *ag_messages(const struct agent *a);
 /* The model's task list from the last todo call (JSON array text or NULL). */

@@ -323,7 +323,7 @@ static const char help_text[] =
     "- `/help` this text; `/quit` leave (also Ctrl+D on an empty line, Ctrl+C twice)\n"
     "- `/think`, `/nothink` thinking on or off (Ctrl+T toggles)\n"
     "- `/mode [plan|default|auto-edit|yolo]` approval mode (Shift+Tab cycles)\n"
-    "- `/new` a new session; `/clear` clears the screen\n"
+    "- `/new` a new session (files from `/load` stay loaded); `/clear` clears the screen\n"
     "- `/sessions`, `/resume ID`, `/export [FILE]` saved conversations\n"
     "- `/context` tokens in the context; `/tools` the tools; `/sandbox`\n"
     "- `/model [DIR]` the model, or switch to another checkpoint (the conversation goes on)\n"

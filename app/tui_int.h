@@ -62,7 +62,9 @@ struct tui {
     char spec[PATH_MAX + 16];
     char model[PATH_MAX];
     char resume[64];
-    int continue_last; /* --continue: resume the newest session of the workspace */
+    char load_dir[PATH_MAX]; /* the last /load that worked (worker thread): /new and /model keep it
+                              */
+    int continue_last;       /* --continue: resume the newest session of the workspace */
     pthread_t th;
     int th_started;
     pthread_mutex_t mu;

@@ -365,6 +365,8 @@ int tui_engine_spec(const char *spec)
     return !strncmp(spec, "auto", 4) || !strcmp(spec, "cpu") || !strcmp(spec, "cuda");
 }
 
+static void job_load(struct tui *t, const char *dir);
+
 /* /model DIR: closes the agent (which saves the session) and the backend,
  * opens DIR and resumes the same session on it, so the conversation goes on
  * and the new model prefills it with the next message. When DIR does not
@@ -377,7 +379,7 @@ static void job_model(struct tui *t, const char *dir)
     }
     char sid[DB_ID_MAX], old[PATH_MAX];
     snprintf(sid, sizeof sid, "%s", ag_session_id(t->ag) ? ag_session_id(t->ag) : "");
-    int had = cJSON_GetArraySize(ag_messages(t->ag)) > 0 && t->db;
+    int had = t->db && ag_session_used(t->ag); /* messages, or only loaded files */
     snprintf(old, sizeof old, "%s", t->model);
     post_text(t, M_NOTICE, "opening %s…", dir);
     ag_close(t->ag);
@@ -407,6 +409,8 @@ static void job_model(struct tui *t, const char *dir)
     }
     if (had && sid[0])
         post_text(t, AG_EV_INIT, "%s", ag_session_id(t->ag));
+    else if (t->load_dir[0])
+        job_load(t, t->load_dir); /* nothing saved to carry them: load them again */
     if (rc == 0)
         post_text(t, M_NOTICE, "model %s open; the conversation continues%s", t->model,
                   had && !restored ? " (the new model reads it with the next message)" : "");
@@ -641,10 +645,13 @@ static void job_load(struct tui *t, const char *dir)
     if (ld_context(dir, md, max - room, &block, &files) < 0 ||
         ag_set_context(t->ag, dir, block.p, files) < 0)
         post_text(t, M_ERROR, "/load: %s", err_msg());
-    else
+    else {
+        if (dir != t->load_dir) /* /new and /model load it again */
+            snprintf(t->load_dir, sizeof t->load_dir, "%s", dir);
         post_text(t, M_NOTICE,
                   "**Loaded** %d files from %s (%zu bytes): the next message reads them.",
                   cJSON_GetArraySize(files), dir, block.len);
+    }
     cJSON_Delete(files);
     buf_free(&block);
 }
@@ -673,6 +680,8 @@ void *tui_worker(void *p)
                 t->ag = NULL;
                 if (open_agent(t) < 0)
                     post_text(t, M_ERROR, "/new: %s", err_msg());
+                else if (t->load_dir[0])
+                    job_load(t, t->load_dir); /* the loaded files stay: read them again */
             }
             break;
         case J_RESUME:

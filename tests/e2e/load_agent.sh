@@ -114,6 +114,19 @@ if command -v tmux > /dev/null; then
   n=$(ui_screen l1 | tr '\n' ' ' | sed -n 's/.*Last message: *\([0-9]*\) prompt.*/\1/p')
   [ "${n:-0}" -gt 2000 ] && ok "ui: the prompt holds the loaded files ($n tokens)" \
     || fail "ui: the prompt holds the loaded files" "$(ui_screen l1)"
+  # /new keeps the loaded files: they are loaded again into the new session
+  ui_keys l1 "/new" Enter
+  ui_expect l1 "Loaded 2 files" "ui: /new keeps the loaded files"
+  ui_keys l1 "again" Enter
+  end=$((SECONDS + UI_DEADLINE))
+  until ui_screen l1 | grep -qE "answering|tok/s" || [ $SECONDS -ge $end ]; do sleep 0.1; done
+  ui_keys l1 Escape
+  ui_wait_gone l1 "Esc stops"
+  ui_keys l1 "/clear" Enter "/context" Enter
+  ui_expect l1 "messages. Last" "ui: /context after /new"
+  n=$(ui_screen l1 | tr '\n' ' ' | sed -n 's/.*Last message: *\([0-9]*\) prompt.*/\1/p')
+  [ "${n:-0}" -gt 2000 ] && ok "ui: after /new the prompt still holds the files ($n tokens)" \
+    || fail "ui: after /new the prompt still holds the files" "$(ui_screen l1)"
   ui_keys l1 C-d
   ui_expect_restored l1 "ui: quit"
 else

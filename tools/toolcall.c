@@ -124,6 +124,23 @@ static int skip_ws(const char *s, size_t n, size_t *j, int eof)
     return eof ? YES : MORE;
 }
 
+/* Whitespace from s[*j], then the literal l: YES with *j just past it, MORE
+ * when the input ran out before that was decided, NO otherwise (*j then at
+ * the first non-space byte, or unchanged after too much whitespace). */
+static int ws_lit(const char *s, size_t n, size_t *j, const char *l, size_t ll, int eof)
+{
+    int r = skip_ws(s, n, j, eof);
+    if (r != YES)
+        return r;
+    if (*j == n)
+        return NO;
+    int m = lit(s + *j, n - *j, l, ll, eof);
+    if (m == YES)
+        *j += ll;
+    return m;
+}
+#define WS_LIT(s, n, j, L) ws_lit((s), (n), (j), L, sizeof L - 1, p->eof)
+
 /* "<parameter=NAME>" at s: YES with the name's length and the tag's length. */
 static int param_tag(const char *s, size_t n, int eof, size_t *nl, size_t *tl)
 {
@@ -463,19 +480,14 @@ static int st_start(struct tc_parser *p)
 {
     size_t n, j = 0;
     const char *s = unconsumed(p, &n);
-    int r = skip_ws(s, n, &j, p->eof);
-    if (r == MORE)
+    int m = WS_LIT(s, n, &j, "<think>");
+    if (m == MORE)
         return 0;
-    if (r == YES && j < n) {
-        int m = LIT(s + j, n - j, "<think>");
-        if (m == MORE)
-            return 0;
-        if (m == YES) {
-            consume(p, j + 7);
-            p->st = ST_REASON;
-            p->lead_strip = 1;
-            return 1;
-        }
+    if (m == YES) {
+        consume(p, j);
+        p->st = ST_REASON;
+        p->lead_strip = 1;
+        return 1;
     }
     p->st = p->o.starts_in_reasoning ? ST_REASON : ST_CONTENT;
     p->lead_strip = 1;
@@ -549,17 +561,12 @@ static int st_content(struct tc_parser *p)
             return 0;
         if (m == YES) {
             size_t j = 11;
-            int r = skip_ws(s, n, &j, p->eof);
-            if (r == MORE)
+            int f = WS_LIT(s, n, &j, "<function=");
+            if (f == MORE)
                 return 0;
-            if (r == YES && j < n) {
-                int f = LIT(s + j, n - j, "<function=");
-                if (f == MORE)
-                    return 0;
-                if (f == YES) {
-                    consume(p, j + 10);
-                    return begin_call(p, 1) < 0 ? -1 : 1;
-                }
+            if (f == YES) {
+                consume(p, j);
+                return begin_call(p, 1) < 0 ? -1 : 1;
             }
         } else if (p->bol) {
             m = LIT(s, n, "<function=");
@@ -946,16 +953,11 @@ static int st_after_fn(struct tc_parser *p)
 {
     size_t n, j = 0;
     const char *s = unconsumed(p, &n);
-    int r = skip_ws(s, n, &j, p->eof);
-    if (r == MORE)
+    int m = WS_LIT(s, n, &j, "</tool_call>");
+    if (m == MORE)
         return 0;
-    if (r == YES && j < n) {
-        int m = LIT(s + j, n - j, "</tool_call>");
-        if (m == MORE)
-            return 0;
-        if (m == YES)
-            consume(p, j + 12);
-    }
+    if (m == YES)
+        consume(p, j);
     p->st = ST_CONTENT;
     p->bol = 0;
     return 1;

@@ -386,8 +386,8 @@ int engc_open(struct engc **out, struct eng *e, int dev)
         (rc = kcu_weight_upload(&g->lm_head, &e->lm_head, "lm_head")) < 0 ||
         (rc = alloc_acts(g)) < 0)
         goto fail;
-    /* kcu_upload / kcu_fill are not ordered with the backend's non-blocking stream (a pageable
-     * cudaMemcpy may return before the DMA ends): everything lands before the first kernel */
+    /* kcu_upload / kcu_fill drain the device themselves; this also reports a fault of any
+     * earlier asynchronous work before the engine is handed out */
     if ((rc = kcu_sync()) < 0)
         goto fail;
     *out = g;
@@ -483,8 +483,8 @@ int engc_state_reset(struct engc_state *s)
     int rc = kcu_sync();
     if (rc < 0 || (s->gdn.ptr && (rc = kcu_fill(s->gdn.ptr, 0, s->gdn.bytes)) < 0))
         return rc;
-    /* cudaMemset runs on the legacy stream, which the backend's non-blocking stream does not
-     * wait for: finish it before kernels use the states */
+    /* kcu_fill is complete when it returns (device.cu); kept as the place that reports an
+     * asynchronous fault before the state is reused */
     if ((rc = kcu_sync()) < 0)
         return rc;
     s->pos = 0;

@@ -23,7 +23,9 @@
 struct kern_weight;
 struct kern_expert;
 
-/* ---- device and memory (synchronous unless they take a stream) */
+/* ---- device and memory (synchronous unless they take a stream: kcu_upload, kcu_download and
+ * kcu_fill wait for the work already queued on every stream, kcu_stream() included, and are
+ * complete when they return) */
 
 /* Selects device `dev` for this process and creates the backend's stream. Idempotent for the
  * same device; ERR_NOTFOUND when there is no such device, ERR_UNSUPPORTED without CUDA or below

@@ -154,25 +154,51 @@ extern "C" void kcu_free(struct kcu_buf *b)
     b->bytes = 0;
 }
 
+/*
+ * kcu_upload / kcu_download / kcu_fill are synchronous with respect to every stream. The plain
+ * cudaMemcpy / cudaMemset run on the legacy default stream, which the backend's non-blocking
+ * stream is NOT ordered with: a kernel enqueued on kcu_stream() right after a kcu_fill could run
+ * before (or under) the memset, a pageable cudaMemcpy to the device may return before its DMA has
+ * landed, and a download could read what a kernel on kcu_stream() has not written yet. So the
+ * device is drained before and after (a few microseconds; these are load-time and test calls).
+ */
+static int drain(void)
+{
+    CUDA_TRY(cudaDeviceSynchronize());
+    return 0;
+}
+
 extern "C" int kcu_upload(void *dst_dev, const void *src_host, size_t bytes)
 {
-    if (bytes)
-        CUDA_TRY(cudaMemcpy(dst_dev, src_host, bytes, cudaMemcpyHostToDevice));
-    return 0;
+    if (!bytes)
+        return 0;
+    int rc = drain();
+    if (rc < 0)
+        return rc;
+    CUDA_TRY(cudaMemcpy(dst_dev, src_host, bytes, cudaMemcpyHostToDevice));
+    return drain();
 }
 
 extern "C" int kcu_download(void *dst_host, const void *src_dev, size_t bytes)
 {
-    if (bytes)
-        CUDA_TRY(cudaMemcpy(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost));
+    if (!bytes)
+        return 0;
+    int rc = drain();
+    if (rc < 0)
+        return rc;
+    CUDA_TRY(cudaMemcpy(dst_host, src_dev, bytes, cudaMemcpyDeviceToHost));
     return 0;
 }
 
 extern "C" int kcu_fill(void *dst_dev, int byte, size_t bytes)
 {
-    if (bytes)
-        CUDA_TRY(cudaMemset(dst_dev, byte, bytes));
-    return 0;
+    if (!bytes)
+        return 0;
+    int rc = drain();
+    if (rc < 0)
+        return rc;
+    CUDA_TRY(cudaMemset(dst_dev, byte, bytes));
+    return drain();
 }
 
 extern "C" int kcu_scratch(size_t bytes, void **out)

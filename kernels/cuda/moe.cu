@@ -451,7 +451,16 @@ static int counters(size_t count, unsigned **out)
         int rc = kcu_alloc(&b, count * sizeof(unsigned), "moe counters");
         if (rc < 0)
             return rc;
-        CUDA_TRY(cudaMemset(b.ptr, 0, count * sizeof(unsigned)));
+        /* the memset runs on the legacy stream, which the backend's non-blocking stream does
+         * not wait for: the counters must be zero before k_moe_down runs */
+        cudaError_t e = cudaMemset(b.ptr, 0, count * sizeof(unsigned));
+        if (e == cudaSuccess)
+            e = cudaDeviceSynchronize();
+        if (e != cudaSuccess) {
+            kcu_free(&b);
+            return err_set(ERR_IO, "cuda moe: zeroing %zu counters: %s", count,
+                           cudaGetErrorName(e));
+        }
         g_cnt = (unsigned *)b.ptr;
         g_cnt_count = count;
     }
@@ -504,6 +513,9 @@ extern "C" int kcu_moe(const struct kcu_moe *m, void *stream)
     a.S = S;
     a.shared_gate = m->shared_gate;
     cudaStream_t s = (cudaStream_t)stream;
+    /* both paths load x as float4 */
+    if (((uintptr_t)m->x & 15))
+        return err_set(ERR_INVAL, "cuda moe: x must be 16-byte aligned");
     /* many tokens: group them by expert so each expert's weights are read once per 64 tokens */
     if (T >= MOE_PREFILL_MIN && kcu_moe_prefill_ok(ex))
         return kcu_moe_prefill(m, s);
@@ -516,8 +528,6 @@ extern "C" int kcu_moe(const struct kcu_moe *m, void *stream)
     long bx_dn = (H + rpb_dn - 1) / rpb_dn;
     /* scratch: logits [tch][E] (router), h [tch][S][I], D [tch][S][H] */
     size_t nf = 0, t1, t2;
-    if (((uintptr_t)m->x & 15))
-        return err_set(ERR_INVAL, "cuda moe: x must be 16-byte aligned");
     if (ckd_mul_sz(&t1, (size_t)tch * S, (size_t)(I + H)) ||
         ckd_mul_sz(&t2, (size_t)tch, (size_t)E) || ckd_add_sz(&t2, t2, 64) ||
         ckd_add_sz(&nf, t1, t2 & ~(size_t)63))

@@ -11,9 +11,10 @@
  *   -> down: per (tile, 64 hidden columns) hs times the expert's down rows -> Ds [row][H]
  *   -> the shared expert as three dense products (kcu_matmul) -> combine: per token the router-
  *   weighted sum of its rows of Ds plus sigmoid(gate) times the shared output.
- * The tile loop is linear_mma.cu's: bf16 operands (activations and dequantized weights rounded),
- * fp32 accumulation, m16n8k16 MMAs. Rows of one tile belong to one expert; each row's result does
- * not depend on its position, so the (atomic) order inside an expert's list does not matter.
+ * The tile loop is linear_mma.cu's (linear.cuh kcu_tile_gemm): bf16 operands (activations and
+ * dequantized weights rounded), fp32 accumulation, m16n8k16 MMAs. Rows of one tile belong to one
+ * expert; each row's result does not depend on its position, so the (atomic) order inside an
+ * expert's list does not matter.
  */
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/linear.cuh"
@@ -26,9 +27,8 @@ extern "C" {
 
 #include <cstring>
 
-#define PM 64 /* rows (selections) per tile */
-#define PK 32
-#define PPAD 20     /* shared row stride in uint32 (40 bf16) */
+#define PM KCU_TM /* rows (selections) per tile */
+#define PK KCU_TK
 #define PCHUNK 1024 /* tokens per pass */
 
 int kcu_matmul_blocks(const struct kcu_weight *w, const float *x, long T, float *y,
@@ -95,16 +95,13 @@ struct gg_args {
 template <int WT, int ST, bool SW>
 __global__ void __launch_bounds__(128) k_moe_gemm(struct gg_args g)
 {
-    constexpr int V = kcu_vpc(WT);
-    constexpr int P = PK / V;
-    constexpr int BL = (64 * P + 127) / 128;
     constexpr bool Q = WT == KERN_I4 || WT == KERN_I8;
     constexpr size_t ssz = ST == KERN_F32 ? 4 : 2;
-    __shared__ __align__(16) uint32_t As[PM][PPAD];
-    __shared__ __align__(16) uint32_t Bs[64][PPAD];
+    __shared__ __align__(16) uint32_t As[PM][KCU_TPAD];
+    __shared__ __align__(16) uint32_t Bs[KCU_TN][KCU_TPAD];
     __shared__ const float *arow[PM];
-    __shared__ const uint8_t *brow[64];
-    __shared__ const uint8_t *bsc[64];
+    __shared__ const uint8_t *brow[KCU_TN];
+    __shared__ const uint8_t *bsc[KCU_TN];
     __shared__ float Cs[SW ? PM : 1][SW ? 65 : 1];
     const int ty = blockIdx.y;
     if (ty >= *g.ntiles)
@@ -128,84 +125,19 @@ __global__ void __launch_bounds__(128) k_moe_gemm(struct gg_args g)
     }
     __syncthreads();
     const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
-    float acc[2][4][4];
+    /* this thread's rows of the gathered A and of the expert's B, from the tables above */
+    kcu_tile_src<WT> src;
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 4; i++)
+        src.a[i] = arow[kcu_tile_arow(tid, i)];
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-            for (int q = 0; q < 4; q++)
-                acc[i][j][q] = 0.f;
-    float4 xr[4];
-    uint4 wr[BL];
-    float wsc[BL];
-    auto load = [&](long k0) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int f = tid + 128 * i, row = f / 8, c4 = f % 8;
-            const float *a = arow[row];
-            xr[i] = a ? __ldg((const float4 *)(a + k0) + c4) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-#pragma unroll
-        for (int i = 0; i < BL; i++) {
-            int q = tid + 128 * i, row = q / P, part = q % P;
-            const uint8_t *b = q < 64 * P ? brow[row] : NULL;
-            wr[i] = b ? __ldg((const uint4 *)b + k0 / V + part) : make_uint4(0, 0, 0, 0);
-            wsc[i] = !b ? 0.f : Q ? kcu_scale<ST>(bsc[row], (k0 + part * V) / g.group) : 1.0f;
-        }
-    };
-    auto store = [&]() {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            int f = tid + 128 * i, row = f / 8, c4 = f % 8;
-            As[row][c4 * 2] = kcu_pack_bf16(xr[i].x, xr[i].y);
-            As[row][c4 * 2 + 1] = kcu_pack_bf16(xr[i].z, xr[i].w);
-        }
-#pragma unroll
-        for (int i = 0; i < BL; i++) {
-            int q = tid + 128 * i, row = q / P, part = q % P;
-            if (q < 64 * P) {
-                float v[V];
-                kcu_unpack<WT>(wr[i], v);
-#pragma unroll
-                for (int j = 0; j < V / 2; j++)
-                    Bs[row][part * (V / 2) + j] =
-                        kcu_pack_bf16(v[2 * j] * wsc[i], v[2 * j + 1] * wsc[i]);
-            }
-        }
-    };
-    load(0);
-    for (long k0 = 0; k0 < g.k; k0 += PK) {
-        store();
-        __syncthreads();
-        if (k0 + PK < g.k)
-            load(k0 + PK);
-#pragma unroll
-        for (int ks = 0; ks < PK; ks += 16) {
-            const int c = ks / 2 + (lane & 3);
-            uint32_t a[2][4], b[4][2];
-#pragma unroll
-            for (int mi = 0; mi < 2; mi++) {
-                int r = wm + mi * 16 + (lane >> 2);
-                a[mi][0] = As[r][c];
-                a[mi][1] = As[r + 8][c];
-                a[mi][2] = As[r][c + 4];
-                a[mi][3] = As[r + 8][c + 4];
-            }
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) {
-                int r = wn + ni * 8 + (lane >> 2);
-                b[ni][0] = Bs[r][c];
-                b[ni][1] = Bs[r][c + 4];
-            }
-#pragma unroll
-            for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-                for (int ni = 0; ni < 4; ni++)
-                    kcu_mma_bf16(acc[mi][ni], a[mi], b[ni]);
-        }
-        __syncthreads();
+    for (int i = 0; i < kcu_tile_src<WT>::BL; i++) {
+        int r = kcu_tile_brow<WT>(tid, i);
+        src.b[i] = r >= 0 ? brow[r] : NULL;
+        src.s[i] = r >= 0 ? bsc[r] : NULL;
     }
+    float acc[2][4][4];
+    kcu_tile_gemm<WT, ST>(src, g.k, g.group, As, Bs, acc);
     if (SW) {
         /* gate columns 0..31 and up columns 32..63 of the tile meet in shared memory */
 #pragma unroll
@@ -315,10 +247,13 @@ static struct kcu_weight view(const struct kcu_experts *d, int which)
     return w;
 }
 
-/* 1 when kcu_moe_prefill takes these experts (the tile loop needs k % 32 for both products) */
+/* 1 when kcu_moe_prefill takes these experts (the tile loop needs k % 32 for both products;
+ * k_moe_sort's 3 * E ints of dynamic shared memory plus its static `total` must stay within the
+ * 48 KiB a launch gets without an opt-in: E <= 4095) */
+#define PSORT_MAXE 4000
 int kcu_moe_prefill_ok(const struct kcu_experts *ex)
 {
-    return ex->hidden % PK == 0 && ex->inter % PK == 0 && ex->n_experts <= 4096;
+    return ex->hidden % PK == 0 && ex->inter % PK == 0 && ex->n_experts <= PSORT_MAXE;
 }
 
 static size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }

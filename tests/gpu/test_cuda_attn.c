@@ -189,8 +189,9 @@ static void t_attn_tokens(void)
     struct attn_case cs[] = {
         { 16, 2, 256, KERN_FP8, 3, 5000, 0 }, /* split, several tokens */
         { 16, 2, 256, KERN_BF16, 70, 100, 0 },
-        { 16, 2, 256, KERN_FP8, 300, 0, 0 }, /* a prompt with no prefix */
-        { 6, 2, 64, KERN_F32, 3, 10, 0 },    /* odd: 3 heads per kv head */
+        { 16, 2, 256, KERN_FP8, 300, 0, 0 },    /* a prompt with no prefix */
+        { 16, 2, 256, KERN_FP8, 40, 20000, 0 }, /* a prompt chunk deep in the context */
+        { 6, 2, 64, KERN_F32, 3, 10, 0 },       /* odd: 3 heads per kv head */
         { 4, 4, 32, KERN_BF16, 2, 700, 0 },
         { 8, 1, 128, KERN_FP8, 1, 999, 0 },
         { 7, 7, 256, KERN_F32, 5, 0, 0 },
@@ -221,6 +222,162 @@ static void t_attn_bad(void)
     a.pos0 = 100000;
     CHECK(kcs_attention_work_bytes(&a) > 0);
     CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, NULL) == ERR_INVAL); /* no scratch */
+}
+
+/* ---------------------------------------------------------------- conversions, bit for bit */
+
+/* a and b are the same number (the attention sum turns -0 into +0), or both NaN */
+static int same_float(float a, float b) { return a == b || (isnan(a) && isnan(b)); }
+
+/* Values at every FP8 (E4M3FN) and BF16 rounding boundary: each FP8 value, the midpoints between
+ * neighbours (ties to even) and the floats just beside them, the subnormal range, saturation
+ * (448 .. 480 and beyond, infinities), zeros and NaN; then random bit patterns. */
+static size_t boundary_values(float *v, size_t cap)
+{
+    size_t n = 0;
+    for (int c = 0; c < 0x7f && n + 6 <= cap; c++) {
+        float a = kern_fp8_to_f32((uint8_t)c), b = kern_fp8_to_f32((uint8_t)(c + 1));
+        float mid = c + 1 < 0x7f ? a + (b - a) / 2 : 464.0f;
+        v[n++] = a;
+        v[n++] = mid;
+        v[n++] = nextafterf(mid, 0);
+        v[n++] = nextafterf(mid, INFINITY);
+        v[n++] = -mid;
+        v[n++] = -a;
+    }
+    static const float special[] = { 0.0f,       -0.0f,     448.0f,    449.0f,        463.99f,
+                                     464.0f,     465.0f,    480.0f,    1e6f,          INFINITY,
+                                     -INFINITY,  NAN,       1e-30f,    0x1p-10f,      0x1p-9f,
+                                     0x1.8p-10f, 0x1.4p-9f, 0x1.cp-7f, 1.0f + 0x1p-8f };
+    for (size_t i = 0; i < sizeof special / sizeof *special && n < cap; i++)
+        v[n++] = special[i];
+    while (n < cap) {
+        uint32_t u = (uint32_t)th_next(&rng);
+        memcpy(&v[n++], &u, 4);
+    }
+    return n;
+}
+
+/*
+ * The device's conversions against the CPU's, exactly (kernels/cuda/attn.cu has its own copies):
+ * kcs_attn_prep writes V unscaled (v_scale 1: x * 1 is exact) and un-normed, so each cache byte
+ * must be what kern_convert writes; then kcs_attention over a one-position context with the
+ * cache row set to every code returns each code decoded (the softmax weight is exactly 1).
+ */
+static void convert_case(int kv_type)
+{
+    const int hd = 256;
+    const long T = 16;
+    size_t n = (size_t)T * hd, es = esize(kv_type);
+    float *v = malloc(n * 4), *k = calloc(n, 4), *qn = calloc(hd, 4), *inv = calloc(1, 4);
+    void *want = malloc(n * es), *got = NULL;
+    REQUIRE(v && k && qn && inv && want);
+    boundary_values(v, n);
+    REQUIRE(kern_convert(want, kv_type, v, KERN_F32, n, 1.0f) == 0);
+    float *dq = gh_dev(k, n * 4), *dk = gh_dev(k, n * 4), *dv = gh_dev(v, n * 4);
+    float *dqn = gh_dev(qn, hd * 4), *dinv = gh_dev(inv, 4);
+    void *dkc = gh_dev(NULL, n * es), *dvc = gh_dev(NULL, n * es);
+    REQUIRE(dq && dk && dv && dqn && dinv && dkc && dvc);
+    struct kcs_attn_prep p = { .n_q = 1,
+                               .n_kv = 1,
+                               .head_dim = hd,
+                               .rot_dim = 0,
+                               .T = T,
+                               .pos0 = 0,
+                               .q = dq,
+                               .q_tok = hd,
+                               .q_head = hd,
+                               .k = dk,
+                               .v = dv,
+                               .kv_tok = hd,
+                               .q_norm = dqn,
+                               .k_norm = dqn,
+                               .eps = 1e-6f,
+                               .rope_inv = dinv,
+                               .mscale = 1.0f,
+                               .kv_type = kv_type,
+                               .k_cache = dkc,
+                               .v_cache = dvc,
+                               .cap = T,
+                               .k_scale = 1.0f,
+                               .v_scale = 1.0f };
+    CHECK(kcs_attn_prep(&p, kcu_stream()) == 0);
+    CHECK(kcu_sync() == 0);
+    got = gh_back(dvc, n * es);
+    REQUIRE(got);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp((char *)got + i * es, (char *)want + i * es, es)) {
+            if (!bad++)
+                first = i;
+        }
+    if (bad) {
+        uint32_t u, g = 0, w = 0;
+        memcpy(&u, &v[first], 4);
+        memcpy(&g, (char *)got + first * es, es);
+        memcpy(&w, (char *)want + first * es, es);
+        printf("    first differing input %.9g = 0x%08x: got 0x%x, want 0x%x\n", v[first], u, g, w);
+    }
+    CHECKF(bad == 0, "%s: %zu of %zu conversions differ", kern_dtype_name(kv_type), bad, n);
+    /* decode: cache row 0 holds every code (FP8: 0..255; BF16: 256 spread patterns) */
+    uint8_t row[256 * 2];
+    for (int i = 0; i < hd; i++) {
+        if (kv_type == KERN_FP8) {
+            row[i] = (uint8_t)i;
+        } else {
+            uint16_t h = (uint16_t)(i * 257 ^ (i << 7)); /* every exponent, both signs */
+            memcpy(row + 2 * i, &h, 2);
+        }
+    }
+    CHECK(kcu_upload(dvc, row, hd * es) == 0);
+    float *dout = gh_dev(NULL, hd * 4);
+    REQUIRE(dout);
+    struct kern_attn a = { .n_q = 1,
+                           .n_kv = 1,
+                           .head_dim = hd,
+                           .T = 1,
+                           .pos0 = 0,
+                           .q = dq,
+                           .q_tok = hd,
+                           .q_head = hd,
+                           .kv_type = kv_type,
+                           .k = dkc,
+                           .v = dvc,
+                           .k_scale = 1.0f,
+                           .v_scale = 1.0f,
+                           .scale = 1.0f,
+                           .out = dout };
+    CHECK(kcs_attention_work_bytes(&a) == 0);
+    CHECK(kcs_attention(&a, NULL, 0, 0, NULL, 0, kcu_stream()) == 0);
+    CHECK(kcu_sync() == 0);
+    float *dec = gh_back(dout, hd * 4);
+    REQUIRE(dec);
+    int dbad = 0;
+    for (int i = 0; i < hd; i++) {
+        float w;
+        if (kv_type == KERN_FP8) {
+            w = kern_fp8_to_f32(row[i]);
+        } else {
+            uint16_t h;
+            memcpy(&h, row + 2 * i, 2);
+            w = kern_bf16_to_f32(h);
+        }
+        if (!same_float(dec[i], w) && dbad++ < 3)
+            printf("    %s decode of code %d: got %.9g want %.9g\n", kern_dtype_name(kv_type), i,
+                   dec[i], w);
+    }
+    CHECKF(dbad == 0, "%s: %d of %d codes decode differently", kern_dtype_name(kv_type), dbad, hd);
+    free(v), free(k), free(qn), free(inv), free(want), free(got), free(dec);
+    gh_dfree(dq), gh_dfree(dk), gh_dfree(dv), gh_dfree(dqn), gh_dfree(dinv), gh_dfree(dkc),
+        gh_dfree(dvc), gh_dfree(dout);
+}
+
+static void t_convert_exact(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    convert_case(KERN_FP8);
+    convert_case(KERN_BF16);
 }
 
 /* ---------------------------------------------------------------- prep: norm + RoPE + KV write */
@@ -531,6 +688,7 @@ int main(void)
 {
     if (gh_start(&rng, &cpu, &have_gpu) < 0)
         return 1;
+    TEST_RUN(t_convert_exact);
     TEST_RUN(t_prep);
     TEST_RUN(t_attn_lengths);
     TEST_RUN(t_attn_tokens);

@@ -224,6 +224,13 @@ static void t_prefill(void)
     check_weight("o_proj int8/channel", KERN_I8, KERN_BF16, 2048, 4096, 4096, prefill_T,
                  N(prefill_T));
     check_weight("router bf16", KERN_BF16, 0, 256, 2048, 0, prefill_T, N(prefill_T));
+    /* every instance of the shared tensor-core tile (linear.cuh kcu_tile_gemm): f32 weights
+     * (8 chunks per row and step), int8 groups, f32 scales, the 128-group of in_proj_qkv */
+    static const long some_T[] = { 17, 333 };
+    check_weight("f32 [70x64]", KERN_F32, 0, 70, 64, 0, prefill_T, N(prefill_T));
+    check_weight("int8-g32 f16 scales", KERN_I8, KERN_F16, 70, 512, 32, prefill_T, N(prefill_T));
+    check_weight("int4-g64 f32 scales", KERN_I4, KERN_F32, 96, 256, 64, prefill_T, N(prefill_T));
+    check_weight("in_proj_qkv int8-g128", KERN_I8, KERN_BF16, 8192, 2048, 128, some_T, N(some_T));
     check_weight("int4 [37x96] g32", KERN_I4, KERN_BF16, 37, 96, 32, prefill_T, N(prefill_T));
     check_weight("int8 [5x12] g4", KERN_I8, KERN_F16, 5, 12, 4, prefill_T, N(prefill_T));
     check_weight("bf16 [7x7]", KERN_BF16, 0, 7, 7, 0, prefill_T, N(prefill_T));

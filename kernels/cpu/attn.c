@@ -2,11 +2,16 @@
  * attn.c - causal GQA attention over a KV cache of F32, BF16 or FP8 rows.
  *
  * Reference (ISA scalar): for each query, every score, a max-subtracted softmax and the weighted
- * sum of V, accumulated in double. Fast path: blocks of 64 positions (scores for the block, one
- * running-max rescale per block, exp-weighted V rows accumulated with SIMD axpy), i.e. the
- * online softmax. Work items are (token, head) pairs split over threads, so results do not
- * depend on the thread count.
+ * sum of V, accumulated in double. Fast paths, both the online softmax over blocks of 64
+ * positions:
+ * - decode (T <= 4): one token against chunks of positions, all query heads of a kv head
+ *   together (scores by dot products, P V with the accumulators in registers);
+ * - prefill: tiles of up to 64 query rows (a few tokens x the query heads of one kv head)
+ *   against 64 positions, S^T = K Q^T and O += P V as register-tiled GEMMs (gdn_simd.h), so each
+ *   K/V row is converted and loaded once per tile instead of once per token.
+ * Work items are fixed by the shapes, never by the thread count, so results do not depend on it.
  */
+#include "kernels/cpu/gdn_simd.h"
 #include "kernels/cpu/kern_cpu.h"
 
 #include "common/ckd.h"
@@ -123,6 +128,83 @@ static void attn_fast_item(const struct kern_attn *a, const struct kern_vec *vo,
     }
 }
 
+/* Prefill tiles: query rows (tokens x query heads of one kv head) and positions per tile. */
+#define ATTN_TILE_ROWS 64
+#define ATTN_TILE_POS 64
+
+static long tile_tokens(int G) { return G >= ATTN_TILE_ROWS ? 1 : ATTN_TILE_ROWS / G; }
+
+/* scratch floats of one prefill tile */
+static size_t tile_scratch(long hd, int G)
+{
+    size_t R = (size_t)tile_tokens(G) * (size_t)G, P = ATTN_TILE_POS;
+    return 2 * R * (size_t)hd + 2 * P * (size_t)hd + P * R + 3 * R + 16;
+}
+
+/* Tokens t0 .. t0+nt-1, kv head g: row r of the tile is token t0 + r / G, query head
+ * g G + r % G. Q is held transposed (Qt [hd][R]) so that a block's scores come out as
+ * S^T [positions][R] = K Qt with K's rows as the broadcast operand, read in place when F32. */
+static void attn_tile_item(const struct kern_attn *a, const struct gdn_ops *op,
+                           const struct kern_vec *vo, long t0, long nt, int g, float *scr)
+{
+    long hd = a->head_dim;
+    int G = a->n_q / a->n_kv;
+    long R = nt * G;
+    size_t es = elem_size(a->kv_type), row = (size_t)a->n_kv * (size_t)hd;
+    const char *kb = (const char *)a->k + (size_t)g * hd * es;
+    const char *vb = (const char *)a->v + (size_t)g * hd * es;
+    float *Qt = scr, *Kb = Qt + hd * R, *Vb = Kb + ATTN_TILE_POS * hd,
+          *ST = Vb + ATTN_TILE_POS * hd;
+    float *acc = ST + ATTN_TILE_POS * R, *m = acc + R * hd, *l = m + R, *corr = l + R;
+    float qs = a->scale * a->k_scale; /* K rows then load unscaled */
+    /* the query rows, scaled, into acc (free until the loop), then transposed with sequential
+     * stores */
+    for (long r = 0; r < R; r++) {
+        vo->load(acc + r * hd, a->q + (t0 + r / G) * a->q_tok + (g * G + r % G) * a->q_head,
+                 KERN_F32, hd, qs);
+        m[r] = -INFINITY;
+        l[r] = 0;
+    }
+    for (long d = 0; d < hd; d++)
+        for (long r = 0; r < R; r++)
+            Qt[d * R + r] = acc[r * hd + d];
+    memset(acc, 0, (size_t)(R * hd) * sizeof(float));
+    long p_end = a->pos0 + t0 + nt; /* the last token sees positions < p_end */
+    for (long p0 = 0; p0 < p_end; p0 += ATTN_TILE_POS) {
+        long nb = p_end - p0 < ATTN_TILE_POS ? p_end - p0 : ATTN_TILE_POS;
+        const float *K = (const float *)(kb + (size_t)p0 * row * es), *V;
+        long ldk = (long)row, ldv = (long)row;
+        if (a->kv_type != KERN_F32) {
+            for (long i = 0; i < nb; i++)
+                vo->load(Kb + i * hd, kb + (size_t)(p0 + i) * row * es, a->kv_type, hd, 1.0f);
+            K = Kb, ldk = hd;
+        }
+        op->gemm(ST, R, K, ldk, Qt, R, nb, R, hd, 0, GDN_TRI_NONE);
+        /* causal: row r sees positions <= pos0 + t0 + r / G; only the last blocks cross it */
+        if (p0 + nb - 1 > a->pos0 + t0)
+            for (long r = 0; r < R; r++) {
+                long c = a->pos0 + t0 + r / G + 1 - p0; /* the row's first hidden position */
+                for (c = c > 0 ? c : 0; c < nb; c++)
+                    ST[c * R + r] = -INFINITY;
+            }
+        op->softmax_cols(ST, R, nb, R, m, l, corr);
+        for (long r = 0; r < R; r++)
+            if (corr[r] != 1.0f)
+                vo->scale(acc + r * hd, corr[r], hd);
+        V = (const float *)(vb + (size_t)p0 * row * es);
+        if (a->kv_type != KERN_F32) {
+            for (long i = 0; i < nb; i++)
+                vo->load(Vb + i * hd, vb + (size_t)(p0 + i) * row * es, a->kv_type, hd, 1.0f);
+            V = Vb, ldv = hd;
+        }
+        op->gemm(acc, hd, ST, R, V, ldv, R, hd, nb, 1.0f, GDN_A_T);
+    }
+    for (long r = 0; r < R; r++) {
+        float *o = a->out + ((t0 + r / G) * a->n_q + g * G + r % G) * hd;
+        vo->load(o, acc + r * hd, KERN_F32, hd, a->v_scale / l[r]);
+    }
+}
+
 /* Positions per work item when few tokens are queried (decode): the split is a fixed function
  * of the position count, never of the thread count, and partial results are merged in chunk
  * order, so the result is the same for any number of threads. */
@@ -139,6 +221,7 @@ struct attn_job {
     const struct kern_attn *a;
     struct kern_cpu *c;
     const struct kern_vec *v;
+    const struct gdn_ops *op;      /* prefill tiles */
     const struct attn_item *items; /* split mode */
     long nitems;
     float *parts; /* split mode: [nitems][G][hd + 2] */
@@ -173,15 +256,14 @@ static void attn_part(void *ctx, int tid, int nth)
         }
         return;
     }
-    /* many tokens: one item per (token, kv head) over all its positions, finished in place */
-    float *part = scr + (G + 1 + ATTN_BLOCK) * hd + G * ATTN_BLOCK + 16;
-    pool_range(a->T * a->n_kv, tid, nth, &lo, &hi);
+    /* many tokens: tiles of tokens x kv heads; the token blocks are taken from both ends in
+     * turn (0, last, 1, last - 1, ...) so that contiguous ranges of items cost about the same */
+    long nt = tile_tokens(G), nblk = (a->T + nt - 1) / nt;
+    pool_range(nblk * a->n_kv, tid, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
-        long t = it / a->n_kv;
-        int g = (int)(it % a->n_kv);
-        attn_fast_item(a, j->v, t, g, 0, a->pos0 + t + 1, part, scr);
-        for (int h = 0; h < G; h++)
-            finish(a, part + h * (hd + 2), a->out + (t * a->n_q + g * G + h) * hd);
+        long k = it / a->n_kv, b = k % 2 ? nblk - 1 - k / 2 : k / 2;
+        long t0 = b * nt, n = a->T - t0 < nt ? a->T - t0 : nt;
+        attn_tile_item(a, j->op, j->v, t0, n, (int)(it % a->n_kv), scr);
     }
 }
 
@@ -205,10 +287,15 @@ int kern_attention(struct kern_cpu *c, const struct kern_attn *a)
     size_t fast =
         ((size_t)(G + 1 + ATTN_BLOCK) * hd + (size_t)G * ATTN_BLOCK + 16 + (size_t)G * (hd + 2)) *
         sizeof(float);
+    size_t tile = tile_scratch(hd, G) * sizeof(float);
+    fast = fast > tile ? fast : tile;
     int rc = kern_cpu_reserve(c, need > fast ? need : fast);
     if (rc < 0)
         return rc;
-    struct attn_job j = { a, c, kern_vec_for(c->isa), NULL, 0, NULL };
+    const struct gdn_ops *op = c->isa == KERN_ISA_AVX512 ? &gdn_ops_avx512
+                               : c->isa == KERN_ISA_AVX2 ? &gdn_ops_avx2
+                                                         : NULL;
+    struct attn_job j = { a, c, kern_vec_for(c->isa), op, NULL, 0, NULL };
     long nwork = a->T * a->n_q;
     if (c->isa != KERN_ISA_SCALAR && a->T <= ATTN_SPLIT_T) {
         long n = 0;
@@ -235,7 +322,7 @@ int kern_attention(struct kern_cpu *c, const struct kern_attn *a)
         j.parts = parts;
         nwork = n;
     } else if (c->isa != KERN_ISA_SCALAR) {
-        nwork = a->T * a->n_kv;
+        nwork = (a->T + tile_tokens(G) - 1) / tile_tokens(G) * a->n_kv;
     }
     if (c->nthreads == 1 || nwork == 1)
         attn_part(&j, 0, 1);

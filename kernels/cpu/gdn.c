@@ -4,12 +4,16 @@
  *
  * Both delta-rule forms split the value heads over threads (each head's state is independent),
  * so results do not depend on the thread count. The scalar ISA runs the plain formulas with a
- * double-precision accumulation where it matters; the SIMD ISAs use kern_vec rows of dv.
+ * double-precision accumulation where it matters. The SIMD ISAs use the blocks of gdn_simd.h:
+ * the recurrence walks the state by column blocks (every column of S evolves independently) so
+ * a block stays in L1 across tokens and each token is one pass over it; the chunked form is a
+ * handful of register-tiled GEMMs per chunk (see chunk_heads_simd).
  *
  * State layout: [n_v][dk][dv] fp32, S[i][j] = key dim i, value dim j (the [k][v] layout HF and
  * the chunked form both use, so prefill and decode hand the state over unchanged).
  */
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/cpu/gdn_simd.h"
 
 #include "common/err.h"
 #include "common/pool.h"
@@ -65,6 +69,15 @@ static int gdn_check(const struct kern_gdn *a)
 }
 
 /* q or k of token t for value head h, L2-normalised (eps 1e-6 inside the root) times mul. */
+/* Rows of one head are a whole token row apart (kilobytes), too far for the hardware prefetcher:
+ * the SIMD paths ask for the row `ahead` tokens on while working on this one. */
+#define GDN_AHEAD 4
+static void prefetch_row(const float *p, long n)
+{
+    for (long i = 0; i < n; i += 16)
+        __builtin_prefetch(p + i);
+}
+
 static void load_norm(float *dst, const float *src, long n, float mul)
 {
     float ss = 0;
@@ -79,18 +92,18 @@ struct gdn_job {
     const struct kern_gdn *a;
     struct kern_cpu *c;
     const struct kern_vec *v;
+    const struct gdn_ops *op; /* NULL: the scalar ISA's plain formulas */
     int chunk;
 };
 
 /* ---- recurrent */
 
-static void recurrent_head(const struct kern_gdn *a, const struct kern_vec *vo, int scalar, int h,
-                           float *scr)
+static void recurrent_head(const struct kern_gdn *a, int h, float *scr)
 {
     long dk = a->dk, dv = a->dv;
     int kh = h / (a->n_v / a->n_k);
     float *S = a->state + (size_t)h * dk * dv;
-    float *q = scr, *k = q + dk, *u = k + dk, *kv = u + dv;
+    float *q = scr, *k = q + dk, *u = k + dk;
     float qmul = 1.0f / sqrtf((float)dk);
     for (long t = 0; t < a->T; t++) {
         load_norm(q, a->q + t * a->ld_qk + kh * dk, dk, qmul);
@@ -98,40 +111,53 @@ static void recurrent_head(const struct kern_gdn *a, const struct kern_vec *vo, 
         const float *v = a->v + t * a->ld_v + h * dv;
         float eg = expf(a->g[t * a->n_v + h]), beta = a->beta[t * a->n_v + h];
         float *o = a->out + (t * a->n_v + h) * dv;
-        if (scalar) {
-            /* the reference, literally: decay, predict, correct, read out */
-            for (long i = 0; i < dk * dv; i++)
-                S[i] *= eg;
-            for (long j = 0; j < dv; j++) {
-                double s = 0;
-                for (long i = 0; i < dk; i++)
-                    s += (double)S[i * dv + j] * k[i];
-                u[j] = beta * (v[j] - (float)s);
-            }
+        /* the reference, literally: decay, predict, correct, read out */
+        for (long i = 0; i < dk * dv; i++)
+            S[i] *= eg;
+        for (long j = 0; j < dv; j++) {
+            double s = 0;
             for (long i = 0; i < dk; i++)
-                for (long j = 0; j < dv; j++)
-                    S[i * dv + j] += k[i] * u[j];
-            for (long j = 0; j < dv; j++) {
-                double s = 0;
-                for (long i = 0; i < dk; i++)
-                    s += (double)S[i * dv + j] * q[i];
-                o[j] = (float)s;
+                s += (double)S[i * dv + j] * k[i];
+            u[j] = beta * (v[j] - (float)s);
+        }
+        for (long i = 0; i < dk; i++)
+            for (long j = 0; j < dv; j++)
+                S[i * dv + j] += k[i] * u[j];
+        for (long j = 0; j < dv; j++) {
+            double s = 0;
+            for (long i = 0; i < dk; i++)
+                s += (double)S[i * dv + j] * q[i];
+            o[j] = (float)s;
+        }
+    }
+}
+
+/* Tokens per group of the SIMD recurrence (q and k normalised for the group first). */
+#define REC_GROUP 64
+
+static void recurrent_head_simd(const struct kern_gdn *a, const struct gdn_ops *op, int h,
+                                float *scr)
+{
+    long dk = a->dk, dv = a->dv;
+    int kh = h / (a->n_v / a->n_k);
+    float *S = a->state + (size_t)h * dk * dv;
+    float *Q = scr, *K = Q + REC_GROUP * dk, *eg = K + REC_GROUP * dk, *bt = eg + REC_GROUP;
+    float qmul = 1.0f / sqrtf((float)dk);
+    for (long t0 = 0; t0 < a->T; t0 += REC_GROUP) {
+        long n = a->T - t0 < REC_GROUP ? a->T - t0 : REC_GROUP;
+        for (long i = 0; i < n; i++) {
+            long t = t0 + i;
+            if (i + GDN_AHEAD < n) {
+                prefetch_row(a->q + (t + GDN_AHEAD) * a->ld_qk + kh * dk, dk);
+                prefetch_row(a->k + (t + GDN_AHEAD) * a->ld_qk + kh * dk, dk);
             }
-            continue;
+            op->norm(Q + i * dk, a->q + t * a->ld_qk + kh * dk, dk, qmul);
+            op->norm(K + i * dk, a->k + t * a->ld_qk + kh * dk, dk, 1.0f);
+            eg[i] = expf(a->g[t * a->n_v + h]);
+            bt[i] = a->beta[t * a->n_v + h];
         }
-        /* two passes over S by rows of dv: decay + S^T k, then update + S^T q */
-        memset(kv, 0, (size_t)dv * sizeof(float));
-        for (long i = 0; i < dk; i++) {
-            vo->scale(S + i * dv, eg, dv);
-            vo->axpy(kv, k[i], S + i * dv, dv);
-        }
-        for (long j = 0; j < dv; j++)
-            u[j] = beta * (v[j] - kv[j]);
-        memset(o, 0, (size_t)dv * sizeof(float));
-        for (long i = 0; i < dk; i++) {
-            vo->axpy(S + i * dv, k[i], u, dv);
-            vo->axpy(o, q[i], S + i * dv, dv);
-        }
+        op->rec(S, dk, dv, Q, K, n, a->v + t0 * a->ld_v + h * dv, a->ld_v, eg, bt,
+                a->out + (t0 * a->n_v + h) * dv, (long)a->n_v * dv);
     }
 }
 
@@ -210,16 +236,128 @@ static void chunk_head(const struct kern_gdn *a, const struct kern_vec *vo, int 
     }
 }
 
+/* The chunked form as GEMMs (the same algebra, with the triangular system solved through its
+ * inverse so that applying it is a GEMM too). Per chunk of n tokens, gam the cumulative log decay:
+ *   A = (Q K^T) e^(gam_i - gam_j) (j <= i),  L = beta_i (K K^T) e^(gam_i - gam_j) (j < i),
+ *   T = (I + L)^-1,  R_i = beta_i (v_i - e^gam_i (K S)_i),  Vn = T R,
+ *   O = diag(e^gam) Q S + A Vn,  S = e^gam_last S + K^T diag(e^(gam_last - gam)) Vn.
+ * (T R equals U - W S of chunk_head: U = T beta V, W S = T beta e^gam K S.) Every factor is
+ * <= 1 in size (gam <= 0 and decreasing), so no rescaling can overflow.
+ *
+ * Chunks outer, heads inner: the value heads of one key head (consecutive, so in one thread's
+ * range) share the normalised Q, K, K^T and the raw Q K^T, K K^T of the chunk. A head's result
+ * does not depend on which heads share with it, so the thread count still changes nothing. */
+static void chunk_heads_simd(const struct kern_gdn *a, const struct gdn_ops *op,
+                             const struct kern_vec *vo, int C, long h_lo, long h_hi, float *scr)
+{
+    long dk = a->dk, dv = a->dv, ldo = (long)a->n_v * dv;
+    int ratio = a->n_v / a->n_k;
+    float qmul = 1.0f / sqrtf((float)dk);
+    /* scratch: per key head Q, K [C][dk], Kt [dk][C], QK, KK [C][C]; per value head A, L, T
+     * [C][C], R, Vn [C][dv], gam, beta, decay [C] */
+    float *Q = scr, *K = Q + C * dk, *Kt = K + C * dk, *QK = Kt + dk * C, *KK = QK + C * C;
+    float *A = KK + C * C, *L = A + C * C, *Ti = L + C * C, *R = Ti + C * C, *Vn = R + C * dv;
+    float *gam = Vn + C * dv, *bt = gam + C, *dec = bt + C;
+    for (long c0 = 0; c0 < a->T; c0 += C) {
+        int n = a->T - c0 < C ? (int)(a->T - c0) : C;
+        int kh_have = -1;
+        for (long h = h_lo; h < h_hi; h++) {
+            int kh = (int)(h / ratio);
+            if (kh != kh_have) {
+                for (int i = 0; i < n; i++) {
+                    long t = c0 + i;
+                    if (i + GDN_AHEAD < n) {
+                        prefetch_row(a->q + (t + GDN_AHEAD) * a->ld_qk + kh * dk, dk);
+                        prefetch_row(a->k + (t + GDN_AHEAD) * a->ld_qk + kh * dk, dk);
+                    }
+                    op->norm(Q + i * dk, a->q + t * a->ld_qk + kh * dk, dk, qmul);
+                    op->norm(K + i * dk, a->k + t * a->ld_qk + kh * dk, dk, 1.0f);
+                }
+                for (long kk = 0; kk < dk; kk++) /* K^T, sequential stores */
+                    for (int i = 0; i < n; i++)
+                        Kt[kk * C + i] = K[i * dk + kk];
+                op->gemm(QK, C, Q, dk, Kt, C, n, n, dk, 0, GDN_TRI_N);
+                op->gemm(KK, C, K, dk, Kt, C, n, n, dk, 0, GDN_TRI_N);
+                kh_have = kh;
+            }
+            float *S = a->state + (size_t)h * dk * dv;
+            float cum = 0;
+            for (int i = 0; i < n; i++) {
+                cum += a->g[(c0 + i) * a->n_v + h];
+                gam[i] = cum;
+                bt[i] = a->beta[(c0 + i) * a->n_v + h];
+            }
+            /* e^(gam_i - gam_j) = e^gam_i e^-gam_j when the chunk's decay spans less than
+             * e^80 (both factors stay normal floats): n exps instead of n^2 / 2 */
+            float gmin = 0, gmax = 0;
+            for (int i = 0; i < n; i++) {
+                gmin = gam[i] < gmin ? gam[i] : gmin;
+                gmax = gam[i] > gmax ? gam[i] : gmax;
+            }
+            int split = gmin > -80.0f && gmax < 80.0f; /* g <= 0: gam falls, gmax is 0 */
+            if (split)
+                for (int i = 0; i < n; i++)
+                    dec[i] = expf(-gam[i]);
+            for (int i = 0; i < n; i++) {
+                float bi = bt[i];
+                if (split) { /* no calls in the loop, so it vectorises */
+                    float ei = expf(gam[i]);
+                    for (int j = 0; j <= i; j++) {
+                        float d = ei * dec[j];
+                        A[i * C + j] = QK[i * C + j] * d;
+                        L[i * C + j] = KK[i * C + j] * bi * d; /* the diagonal is not read */
+                    }
+                } else {
+                    for (int j = 0; j <= i; j++) {
+                        float d = expf(gam[i] - gam[j]);
+                        A[i * C + j] = QK[i * C + j] * d;
+                        L[i * C + j] = KK[i * C + j] * bi * d;
+                    }
+                }
+                for (int j = i + 1; j < n; j++)
+                    A[i * C + j] = 0; /* the GEMMs read A's rows up to their tile's last row */
+            }
+            op->tri_inv(Ti, L, n, C);
+            op->gemm(R, dv, K, dk, S, dv, n, dv, dk, 0, GDN_TRI_NONE);
+            for (int i = 0; i < n; i++) {
+                if (i + GDN_AHEAD < n)
+                    prefetch_row(a->v + (c0 + i + GDN_AHEAD) * a->ld_v + h * dv, dv);
+                vo->scale(R + i * dv, -bt[i] * expf(gam[i]), dv);
+                vo->axpy(R + i * dv, bt[i], a->v + (c0 + i) * a->ld_v + h * dv, dv);
+            }
+            op->gemm(Vn, dv, Ti, C, R, dv, n, dv, n, 0, GDN_TRI_K);
+            float *O = a->out + (c0 * a->n_v + h) * dv;
+            op->gemm(O, ldo, Q, dk, S, dv, n, dv, dk, 0, GDN_TRI_NONE);
+            float gl = gam[n - 1];
+            for (int i = 0; i < n; i++) {
+                vo->scale(O + i * ldo, expf(gam[i]), dv);
+                dec[i] = expf(gl - gam[i]);
+            }
+            op->gemm(O, ldo, A, C, Vn, dv, n, dv, n, 1.0f, GDN_TRI_K);
+            for (int i = 0; i < n; i++)
+                vo->scale(Vn + i * dv, dec[i], dv);
+            op->gemm(S, dv, Kt, C, Vn, dv, dk, dv, n, expf(gl), GDN_TRI_NONE);
+        }
+    }
+}
+
 static void gdn_part(void *ctx, int tid, int nth)
 {
     struct gdn_job *j = ctx;
     long lo, hi;
     pool_range(j->a->n_v, tid, nth, &lo, &hi);
+    float *scr = j->c->scratch[tid];
+    if (j->op && j->chunk) {
+        chunk_heads_simd(j->a, j->op, j->v, j->chunk, lo, hi, scr);
+        return;
+    }
     for (long h = lo; h < hi; h++) {
-        if (j->chunk)
-            chunk_head(j->a, j->v, j->chunk, (int)h, j->c->scratch[tid]);
+        if (!j->op && j->chunk)
+            chunk_head(j->a, j->v, j->chunk, (int)h, scr);
+        else if (!j->op)
+            recurrent_head(j->a, (int)h, scr);
         else
-            recurrent_head(j->a, j->v, j->c->isa == KERN_ISA_SCALAR, (int)h, j->c->scratch[tid]);
+            recurrent_head_simd(j->a, j->op, (int)h, scr);
     }
 }
 
@@ -230,12 +368,16 @@ static int gdn_run(struct kern_cpu *c, const struct kern_gdn *a, int chunk)
         return rc;
     if (a->T == 0)
         return 0;
-    size_t C = (size_t)chunk, dk = (size_t)a->dk, dv = (size_t)a->dv;
-    size_t need = chunk ? (3 * C * dk + 2 * C * dv + 2 * C * C + 2 * C + 16) * sizeof(float)
-                        : (2 * dk + 2 * dv + 16) * sizeof(float);
-    if ((rc = kern_cpu_reserve(c, need)) < 0)
+    /* floats; the sizes are bounded by gdn_check's int dims and chunk <= 64 */
+    size_t C = (size_t)chunk, dk = (size_t)a->dk, dv = (size_t)a->dv, G = REC_GROUP;
+    size_t need =
+        chunk ? 3 * C * dk + 2 * C * dv + 5 * C * C + 3 * C + 16 : 2 * G * dk + 2 * G + 2 * dv + 16;
+    if ((rc = kern_cpu_reserve(c, need * sizeof(float))) < 0)
         return rc;
-    struct gdn_job j = { a, c, kern_vec_for(c->isa), chunk };
+    const struct gdn_ops *op = c->isa == KERN_ISA_AVX512 ? &gdn_ops_avx512
+                               : c->isa == KERN_ISA_AVX2 ? &gdn_ops_avx2
+                                                         : NULL;
+    struct gdn_job j = { a, c, kern_vec_for(c->isa), op, chunk };
     if (c->nthreads == 1 || a->n_v == 1)
         gdn_part(&j, 0, 1);
     else

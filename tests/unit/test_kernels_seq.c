@@ -1,6 +1,9 @@
-/* test_kernels_seq.c - kernels/cpu sequence kernels: attention over F32/BF16/FP8 caches, the
- * conv1d, the recurrent and chunked delta rule, and the MoE expert path; every SIMD ISA against
- * the scalar reference on random data, and bitwise identity across thread counts. */
+/* test_kernels_seq.c - kernels/cpu sequence kernels: attention over F32/BF16/FP8 caches (decode
+ * and the prefill tiles), the conv1d, the recurrent and chunked delta rule and their SIMD blocks
+ * (gdn_simd.h: the tiled GEMM, triangular inverse, column softmax), and the MoE expert path;
+ * every SIMD ISA against the scalar reference on random data, and bitwise identity across thread
+ * counts. */
+#include "kernels/cpu/gdn_simd.h"
 #include "kernels/kernels.h"
 
 #include "common/err.h"
@@ -103,6 +106,14 @@ static void t_attention(void)
         attn_case(types[ti], 2, 2, 7, 0, 9);
         attn_case(types[ti], 3, 1, 7, 600, 3);     /* odd head_dim, two position chunks */
         attn_case(types[ti], 16, 2, 256, 1100, 1); /* decode over three chunks of 512 */
+        /* prefill tiles: 64 query rows = tokens x heads of a kv head, 64 positions; odd T, tiles
+         * cut by the causal bound, partial last tiles, G from 1 to 16, odd head_dim */
+        attn_case(types[ti], 16, 2, 256, 100, 70);
+        attn_case(types[ti], 8, 2, 128, 0, 67);
+        attn_case(types[ti], 3, 1, 7, 61, 23);  /* G 3: 21 tokens, 63 rows per tile */
+        attn_case(types[ti], 2, 2, 20, 0, 130); /* G 1: 64 tokens per tile */
+        attn_case(types[ti], 16, 1, 33, 5, 9);  /* G 16: 4 tokens per tile */
+        attn_case(types[ti], 64, 1, 16, 3, 5);  /* G 64: one token per tile */
     }
 }
 
@@ -210,15 +221,23 @@ static void t_gdn(void)
         int n_k, n_v, dk, dv;
         long T;
         int chunk;
-    } cases[] = { { 1, 2, 16, 16, 1, 64 },  { 2, 4, 32, 16, 70, 64 }, { 2, 4, 128, 128, 65, 64 },
-                  { 1, 1, 24, 40, 33, 16 }, { 2, 2, 8, 8, 130, 64 },  { 1, 2, 128, 128, 20, 7 } };
+        float gmul; /* log decay scale: 1 normal, 40 so strong a chunk spans more than e^-80 */
+    } cases[] = { { 1, 2, 16, 16, 1, 64, 1 },    { 2, 4, 32, 16, 70, 64, 1 },
+                  { 2, 4, 128, 128, 65, 64, 1 }, { 1, 1, 24, 40, 33, 16, 1 },
+                  { 2, 2, 8, 8, 130, 64, 1 },    { 1, 2, 128, 128, 20, 7, 1 },
+                  { 1, 4, 72, 130, 77, 32, 1 },  { 2, 8, 16, 20, 3, 64, 1 },
+                  { 1, 3, 33, 17, 129, 64, 40 }, { 2, 2, 128, 64, 67, 1, 1 },
+                  { 1, 1, 5, 3, 64, 64, 1 },     { 4, 4, 64, 80, 1, 16, 1 },
+                  { 1, 2, 48, 128, 100, 64, 40 } };
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         struct gdn_data d;
         gdn_make(&d, cases[ci].n_k, cases[ci].n_v, cases[ci].dk, cases[ci].dv, cases[ci].T);
+        for (long i = 0; i < d.a.T * d.a.n_v; i++)
+            d.g[i] *= cases[ci].gmul;
         size_t no = d.a.T * d.a.n_v * d.a.dv, ns = (size_t)d.a.n_v * d.a.dk * d.a.dv;
         float *ro, *rs;
         gdn_do(ctx[0], &d, 0, &ro, &rs);
-        float *o1 = NULL, *s1 = NULL;
+        float *o1[2] = { NULL, NULL }, *s1[2] = { NULL, NULL }; /* 1 thread, per form */
         for (int c = 0; c < nctx; c++) {
             for (int form = 0; form < 2; form++) {
                 if (c == 0 && form == 0)
@@ -229,21 +248,24 @@ static void t_gdn(void)
                 /* measured: <= 3e-7 for both forms on these shapes */
                 double tol = form ? 1e-5 : 2e-6;
                 CHECKF(eo < tol && es < tol,
-                       "%s %d thr, %s, dk %d dv %d T %ld: out error %g, state error %g",
+                       "%s %d thr, %s, dk %d dv %d T %ld chunk %d: out error %g, state error %g",
                        kern_isa_name(kern_cpu_isa(ctx[c])), kern_cpu_threads(ctx[c]),
-                       form ? "chunked" : "recurrent", d.a.dk, d.a.dv, d.a.T, eo, es);
-                if (form == 1 && kern_cpu_threads(ctx[c]) == 1) {
-                    free(o1), free(s1);
-                    o1 = o, s1 = s;
+                       form ? "chunked" : "recurrent", d.a.dk, d.a.dv, d.a.T, cases[ci].chunk, eo,
+                       es);
+                if (c > 0 && kern_cpu_threads(ctx[c]) == 1) {
+                    free(o1[form]), free(s1[form]);
+                    o1[form] = o, s1[form] = s;
                     continue;
                 }
-                if (form == 1 && o1)
-                    CHECKF(!memcmp(o, o1, no * 4) && !memcmp(s, s1, ns * 4),
-                           "threads change the chunked result");
+                if (c > 0 && o1[form])
+                    CHECKF(!memcmp(o, o1[form], no * 4) && !memcmp(s, s1[form], ns * 4),
+                           "threads change the %s result", form ? "chunked" : "recurrent");
                 free(o), free(s);
             }
         }
-        free(o1), free(s1), free(ro), free(rs);
+        for (int f = 0; f < 2; f++)
+            free(o1[f]), free(s1[f]);
+        free(ro), free(rs);
         gdn_free(&d);
     }
 }
@@ -279,6 +301,152 @@ static void t_gdn_handover(void)
     CHECK(fabsf(o0 - 0.25f * 0.7f) < 1e-6f);
     free(st), free(o), free(ro), free(rs);
     gdn_free(&d);
+}
+
+/* ---------------------------------------------------------------- the SIMD blocks */
+
+static long rnd_in(long lo, long hi)
+{
+    return lo + (long)(th_next(&rng) % (uint64_t)(hi - lo + 1));
+}
+
+/* one gemm call against a double reference; c is poisoned (NaN where beta 0 must not read it)
+ * and guarded (columns n .. ldc-1 and the row after m must stay untouched) */
+static void gemm_case(const struct gdn_ops *op, const char *isa, long m, long n, long k, float beta,
+                      int tri)
+{
+    int at = tri & GDN_A_T, mode = tri & ~GDN_A_T;
+    long lda = (at ? m : k) + rnd_in(0, 5), ldb = n + rnd_in(0, 5), ldc = n + rnd_in(1, 5);
+    float *a = fbuf((at ? k : m) * lda), *b = fbuf(k * ldb), *c = fbuf((m + 1) * ldc);
+    fill(a, (at ? k : m) * lda, -1, 1);
+    fill(b, k * ldb, -1, 1);
+    double *want = calloc((size_t)(m * n), sizeof(double));
+    for (long i = 0; i < m; i++)
+        for (long p = 0; p < k; p++)
+            if (mode == GDN_TRI_K && p > i)
+                a[at ? p * lda + i : i * lda + p] = 0; /* the promised zeros */
+    for (long i = 0; i < (m + 1) * ldc; i++)
+        c[i] = beta == 0 ? NAN : th_uniform(&rng);
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < n; j++) {
+            double s = beta == 0 ? 0 : (double)beta * c[i * ldc + j];
+            for (long p = 0; p < k; p++)
+                s += (double)(at ? a[p * lda + i] : a[i * lda + p]) * b[p * ldb + j];
+            want[i * n + j] = s;
+        }
+    float *c0 = fbuf((m + 1) * ldc);
+    memcpy(c0, c, (m + 1) * ldc * sizeof(float));
+    op->gemm(c, ldc, a, lda, b, ldb, m, n, k, beta, tri);
+    double err = 0;
+    int guard = 1;
+    for (long i = 0; i <= m; i++)
+        for (long j = 0; j < ldc; j++) {
+            float got = c[i * ldc + j], was = c0[i * ldc + j];
+            if (i == m || j >= n) {
+                guard &= !memcmp(&got, &was, sizeof got);
+                continue;
+            }
+            if (mode == GDN_TRI_N && j > i)
+                continue;
+            double e = fabs(got - want[i * n + j]);
+            err = e <= err ? err : isnan(e) ? INFINITY : e;
+        }
+    CHECKF(err < 1e-5 * (double)(k + 1), "%s gemm m %ld n %ld k %ld beta %g tri %d: error %g", isa,
+           m, n, k, beta, tri, err);
+    CHECKF(guard, "%s gemm m %ld n %ld k %ld tri %d wrote outside its result", isa, m, n, k, tri);
+    free(a), free(b), free(c), free(c0), free(want);
+}
+
+static void t_simd_blocks(void)
+{
+    for (int isa = KERN_ISA_AVX2; isa <= KERN_ISA_AVX512; isa++) {
+        if (!kern_isa_supported(isa))
+            continue;
+        const struct gdn_ops *op = isa == KERN_ISA_AVX512 ? &gdn_ops_avx512 : &gdn_ops_avx2;
+        const char *name = kern_isa_name(isa);
+        /* the shapes the kernels use, then random ones (tails of every tile dimension) */
+        gemm_case(op, name, 128, 128, 128, 0, GDN_TRI_NONE);
+        gemm_case(op, name, 64, 64, 128, 0, GDN_TRI_N);
+        gemm_case(op, name, 64, 128, 64, 0, GDN_TRI_K);
+        gemm_case(op, name, 64, 256, 64, 1, GDN_TRI_NONE | GDN_A_T);
+        gemm_case(op, name, 128, 128, 64, 0.5f, GDN_TRI_NONE);
+        for (int r = 0; r < 40; r++) {
+            long m = rnd_in(1, 70), n = rnd_in(1, 140), k = rnd_in(1, 70);
+            float beta = r % 3 == 0 ? 0 : r % 3 == 1 ? 1 : 0.75f;
+            int tri = (int)rnd_in(0, 2), at = r % 4 == 3 ? GDN_A_T : 0;
+            if (tri == GDN_TRI_N)
+                n = m;
+            if (tri == GDN_TRI_K)
+                k = m;
+            gemm_case(op, name, m, n, k, beta, tri | at);
+        }
+        /* (I + L) T = I, zeros above the diagonal */
+        int ns[] = { 1, 5, 16, 17, 33, 63, 64 };
+        for (int q = 0; q < 7; q++) {
+            int n = ns[q];
+            long ld = n + rnd_in(0, 3);
+            float *l = fbuf(n * ld), *t = fbuf(n * ld);
+            fill(l, n * ld, -0.3f, 0.3f);
+            op->tri_inv(t, l, n, ld);
+            double err = 0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++) {
+                    double s = t[i * ld + j];
+                    for (int p = 0; p < i; p++)
+                        s += (double)l[i * ld + p] * t[p * ld + j];
+                    double e = fabs(s - (i == j)) + (j > i ? fabs(t[i * ld + j]) : 0);
+                    err = e <= err ? err : isnan(e) ? INFINITY : e;
+                }
+            CHECKF(err < 1e-4, "%s tri_inv n %d: error %g", name, n, err);
+            free(l), free(t);
+        }
+        /* the column softmax block against the formula, with masked (-inf) scores */
+        long nb = rnd_in(1, 64), nr = rnd_in(1, 70), ld = nr + rnd_in(0, 3);
+        float *s = fbuf(nb * ld), *s0 = fbuf(nb * ld), *m = fbuf(nr), *l = fbuf(nr),
+              *corr = fbuf(nr);
+        fill(s, nb * ld, -8, 8);
+        for (long i = 0; i < nb * ld; i++)
+            if (th_next(&rng) % 5 == 0 && i >= ld) /* row 0 stays finite */
+                s[i] = -INFINITY;
+        for (long r = 0; r < nr; r++) {
+            m[r] = r % 3 == 0 ? -INFINITY : 4 * th_uniform(&rng);
+            l[r] = m[r] == -INFINITY ? 0 : 2;
+        }
+        memcpy(s0, s, nb * ld * sizeof(float));
+        float *m0 = fbuf(nr), *l0 = fbuf(nr);
+        memcpy(m0, m, nr * 4), memcpy(l0, l, nr * 4);
+        op->softmax_cols(s, ld, nb, nr, m, l, corr);
+        double err = 0;
+        for (long r = 0; r < nr; r++) {
+            double mx = m0[r];
+            for (long c = 0; c < nb; c++)
+                mx = fmax(mx, s0[c * ld + r]);
+            double sum = 0, e = fabs(m[r] - mx) + fabs(corr[r] - exp(m0[r] - mx));
+            for (long c = 0; c < nb; c++) {
+                double w = exp(s0[c * ld + r] - mx);
+                sum += w;
+                e += fabs(s[c * ld + r] - w);
+            }
+            e += fabs(l[r] - (l0[r] * exp(m0[r] - mx) + sum)) / (1 + sum);
+            err = e <= err ? err : isnan(e) ? INFINITY : e;
+        }
+        CHECKF(err < 1e-5, "%s softmax_cols nb %ld nr %ld: error %g", name, nb, nr, err);
+        free(s), free(s0), free(m), free(l), free(corr), free(m0), free(l0);
+        /* L2 normalisation */
+        long n = rnd_in(1, 300);
+        float *x = fbuf(n), *y = fbuf(n + 1);
+        fill(x, n, -3, 3);
+        y[n] = 7;
+        op->norm(y, x, n, 0.5f);
+        double ss = 0;
+        for (long i = 0; i < n; i++)
+            ss += (double)x[i] * x[i];
+        err = 0;
+        for (long i = 0; i < n; i++)
+            err = fmax(err, fabs(y[i] - 0.5 * x[i] / sqrt(ss + 1e-6)));
+        CHECKF(err < 1e-6 && y[n] == 7, "%s norm n %ld: error %g", name, n, err);
+        free(x), free(y);
+    }
 }
 
 /* ---------------------------------------------------------------- MoE */
@@ -386,6 +554,7 @@ int main(void)
     TEST_RUN(t_attention_semantics);
     TEST_RUN(t_attention);
     TEST_RUN(t_conv1d);
+    TEST_RUN(t_simd_blocks);
     TEST_RUN(t_gdn);
     TEST_RUN(t_gdn_handover);
     TEST_RUN(t_moe);

@@ -11,6 +11,7 @@
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/pool.h"
 #include "common/text.h"
 #include "db/cache.h"
 
@@ -28,6 +29,7 @@ struct pc {
     long memo_n;
     int memo_kv;
     uint8_t memo_key[32];
+    struct pool *pool; /* readers of big restores; made on first need */
 };
 
 typedef uint8_t hash32[32];
@@ -57,6 +59,7 @@ void pc_close(struct pc *pc)
     if (!pc)
         return;
     cache_close(pc->c);
+    pool_free(pc->pool);
     free(pc);
 }
 
@@ -148,44 +151,246 @@ static int find_fn(void *ctx, const uint8_t key[32], long pos)
     return 1;
 }
 
-/* Restores blocks (have, b] and the snapshot; s->pos moves only on success. */
-static int restore_one(struct pc *pc, struct seq_state *s, hash32 *chain, long bi, long have,
-                       const struct find *f, struct pc_report *r)
+/* A KV-rows piece being read: where its bytes go, after its header. */
+struct kv_job {
+    struct cache_rd *rd;
+    uint64_t n; /* entry bytes */
+    struct cache_seg seg[SEQ_MAX_SPANS + 1];
+    int nseg;
+    uint8_t crc[4]; /* the piece's own CRC-32C: the store's cover every byte already */
+    int rc;
+    char msg[256]; /* a failure's message, from whichever thread read it */
+};
+
+/* Reads the header of the n-byte KV piece at rd's position and points j->seg at the rows
+ * [from, to) of s it holds, which must be the expected ones: a damaged header never sends
+ * bytes to rows the state holds. */
+static int kv_open(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uint64_t n, long from,
+                   long to, struct kv_job *j)
+{
+    uint8_t hdr[2048];
+    size_t hn = seq_kv_header_bytes(s);
+    struct seq_span sp[SEQ_MAX_SPANS];
+    int nsp, rc;
+    long f, t;
+    if (hn > sizeof hdr || n < hn + 4 || n > SIZE_MAX)
+        return err_set(ERR_INVAL, "prefix cache: a %llu-byte KV piece", (unsigned long long)n);
+    if ((rc = cache_read(rd, hdr, hn)) < 0 ||
+        (rc = seq_import_kv_spans(s, pc->model, hdr, (size_t)n, &f, &t, sp, &nsp)) < 0)
+        return rc;
+    if (f != from || t != to)
+        return err_set(ERR_INVAL, "prefix cache: rows [%ld, %ld) stored for [%ld, %ld)", f, t, from,
+                       to);
+    j->rd = rd;
+    for (int i = 0; i < nsp; i++)
+        j->seg[i] = (struct cache_seg){ sp[i].p, sp[i].n };
+    j->seg[nsp] = (struct cache_seg){ j->crc, 4 };
+    j->nseg = nsp + 1;
+    return 0;
+}
+
+/* A KV piece whose rows start below `have`, the rows s holds: through a buffer, checked
+ * (the piece's CRC-32C) before anything is written, so a damaged piece leaves s as it was. */
+static int kv_buffered(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uint64_t n,
+                       long from, long to)
 {
     struct buf b = { 0 };
+    long f = -1, t = -1;
+    if (n > SIZE_MAX / 2 || buf_reserve(&b, (size_t)n) < 0)
+        return err_set(ERR_NOMEM, "prefix cache: out of memory for %llu bytes",
+                       (unsigned long long)n);
+    int rc = cache_read(rd, b.p, (size_t)n);
+    if (rc == 0 && (rc = seq_import_kv(s, pc->model, b.p, (size_t)n, &f, &t)) == 0 &&
+        (f != from || t != to))
+        rc = err_set(ERR_INVAL, "prefix cache: rows [%ld, %ld) stored for [%ld, %ld)", f, t, from,
+                     to);
+    buf_free(&b);
+    return rc;
+}
+
+/* The rows of a KV piece opened by kv_open. */
+static int kv_read(struct kv_job *j)
+{
+    j->rc = cache_readv(j->rd, j->seg, j->nseg);
+    if (j->rc < 0)
+        snprintf(j->msg, sizeof j->msg, "%s", err_msg());
+    return j->rc;
+}
+
+/* The rest of rd (n bytes) is a DeltaNet piece. Into s in place when s holds nothing to lose
+ * (have == 0: a failure resets it); otherwise through a buffer, so a damaged piece leaves
+ * the states at `have` intact. */
+static int read_gdn(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uint64_t n, long have)
+{
+    int rc;
+    if (have > 0) {
+        struct buf b = { 0 };
+        if (n > SIZE_MAX / 2 || buf_reserve(&b, (size_t)n) < 0)
+            return err_set(ERR_NOMEM, "prefix cache: out of memory for a snapshot");
+        if ((rc = cache_read(rd, b.p, (size_t)n)) == 0)
+            rc = seq_import_gdn(s, pc->model, b.p, (size_t)n);
+        buf_free(&b);
+        return rc;
+    }
+    uint8_t hdr[2048];
+    size_t hn = seq_gdn_header_bytes(s);
+    struct seq_span sp[SEQ_MAX_SPANS];
+    int nsp;
+    long pos;
+    if (hn > sizeof hdr || n < hn + 4 || n > SIZE_MAX)
+        return err_set(ERR_INVAL, "prefix cache: a %llu-byte snapshot", (unsigned long long)n);
+    if ((rc = cache_read(rd, hdr, hn)) < 0 ||
+        (rc = seq_import_gdn_spans(s, pc->model, hdr, (size_t)n, &pos, sp, &nsp)) < 0)
+        return rc;
+    struct cache_seg seg[SEQ_MAX_SPANS + 1];
+    uint8_t crc[4];
+    for (int i = 0; i < nsp; i++)
+        seg[i] = (struct cache_seg){ sp[i].p, sp[i].n };
+    seg[nsp] = (struct cache_seg){ crc, 4 };
+    if ((rc = cache_readv(rd, seg, nsp + 1)) == 0)
+        rc = seq_import_gdn_finish(s, pos);
+    if (rc < 0)
+        seq_reset(s); /* half-written states: back to the empty state it was */
+    return rc;
+}
+
+/* Blocks are restored a window at a time: opened in order (the database, the state's row
+ * bookkeeping, and for cold files the kernel's read-ahead of all of them), then their rows
+ * read by the threads of pc->pool, each block straight into its rows. */
+#define PC_WINDOW 64
+#define PC_PAR_BYTES (8u << 20) /* below this a window is read by the calling thread */
+#define PC_MAX_THREADS 8
+
+struct kv_window {
+    struct kv_job *jobs;
+    long n;
+};
+
+static void window_part(void *ctx, int tid, int nth)
+{
+    struct kv_window *w = ctx;
+    long lo, hi;
+    pool_range(w->n, tid, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        kv_read(&w->jobs[i]);
+}
+
+/* Blocks [j0, j1] (ids[j]) into s, which holds rows [0, have). */
+static int restore_blocks(struct pc *pc, struct seq_state *s, const int64_t *ids, long j0, long j1,
+                          long have, struct pc_report *r)
+{
     int rc = 0;
-    for (long j = 1; j <= bi && rc == 0; j++) {
-        struct cache_key k = mkkey(pc, CACHE_BLOCK, chain[j]);
-        if (j * PC_BLOCK <= have) {
-            rc = cache_touch(pc->c, &k);
-            continue;
+    if (j0 <= j1 && (j0 - 1) * PC_BLOCK < have) {
+        /* the block s holds part of */
+        struct cache_rd *rd;
+        uint64_t n;
+        if ((rc = cache_read_open(pc->c, ids[j0], &rd, &n)) < 0 ||
+            (rc = cache_read_close(
+                 rd, kv_buffered(pc, s, rd, n, (j0 - 1) * PC_BLOCK, j0 * PC_BLOCK))) < 0)
+            return rc;
+        r->blocks_read++;
+        r->bytes_read += n;
+        j0++;
+    }
+    /* room for every row first: a window holds pointers into the rows while it opens more */
+    if (j0 <= j1 && (rc = seq_reserve(s, j1 * PC_BLOCK)) < 0)
+        return rc;
+    struct kv_job *jobs = calloc(PC_WINDOW, sizeof *jobs);
+    if (!jobs)
+        return err_set(ERR_NOMEM, "prefix cache: out of memory");
+    for (long w = j0; w <= j1 && rc == 0; w += PC_WINDOW) {
+        long nw = j1 - w + 1 < PC_WINDOW ? j1 - w + 1 : PC_WINDOW, opened = 0;
+        uint64_t bytes = 0;
+        memset(jobs, 0, (size_t)nw * sizeof *jobs);
+        for (; opened < nw && rc == 0; opened++) {
+            long j = w + opened;
+            struct kv_job *jb = &jobs[opened];
+            if ((rc = cache_read_open(pc->c, ids[j], &jb->rd, &jb->n)) < 0)
+                break;
+            if ((rc = kv_open(pc, s, jb->rd, jb->n, (j - 1) * PC_BLOCK, j * PC_BLOCK, jb)) < 0) {
+                cache_read_close(jb->rd, rc);
+                jb->rd = NULL;
+                break;
+            }
+            bytes += jb->n;
         }
-        long from, to;
-        if ((rc = cache_get(pc->c, &k, &b)) == 0 &&
-            (rc = seq_import_kv(s, pc->model, b.p, b.len, &from, &to)) == 0 &&
-            (from != (j - 1) * PC_BLOCK || to != j * PC_BLOCK))
-            rc = err_set(ERR_INVAL, "prefix cache: block %ld holds rows [%ld, %ld)", j, from, to);
         if (rc == 0) {
-            r->blocks_read++;
-            r->bytes_read += b.len;
+            struct kv_window kw = { jobs, nw };
+            /* LODE_CACHE_PAR=1: threads whatever the size (tests) */
+            const char *force = getenv("LODE_CACHE_PAR");
+            int par = nw > 1 && (bytes >= PC_PAR_BYTES || (force && *force == '1'));
+            if (par && !pc->pool)
+                pool_new(&pc->pool, pool_ncpu() < PC_MAX_THREADS ? pool_ncpu() : PC_MAX_THREADS);
+            if (par && pc->pool && pool_size(pc->pool) > 1)
+                pool_run(pc->pool, window_part, &kw);
+            else
+                window_part(&kw, 0, 1);
+        }
+        /* closed here, in order: the first failure is the one reported */
+        for (long i = 0; i < nw; i++) {
+            struct kv_job *jb = &jobs[i];
+            if (!jb->rd)
+                continue;
+            int jrc = rc < 0 && !jb->rc ? ERR_INTERRUPTED : jb->rc;
+            if (jrc < 0 && jrc != ERR_INTERRUPTED && rc == 0)
+                rc = err_set(jrc, "%s", jb->msg);
+            jrc = cache_read_close(jb->rd, jrc);
+            if (rc == 0 && jrc < 0)
+                rc = jrc;
+            if (rc == 0) {
+                r->blocks_read++;
+                r->bytes_read += jb->n;
+            }
         }
     }
-    struct cache_key k = mkkey(pc, CACHE_SNAP, f->key);
-    if (rc == 0 && (rc = cache_get(pc->c, &k, &b)) == 0) {
+    free(jobs);
+    return rc;
+}
+
+/* Restores blocks (have, bi] (ids[1..bi]) and the snapshot snap_id; s->pos moves only on
+ * success. Every entry relied on is marked used, in one transaction. */
+static int restore_one(struct pc *pc, struct seq_state *s, const int64_t *ids, long bi, long have,
+                       int64_t snap_id, const struct find *f, struct pc_report *r)
+{
+    int rc = restore_blocks(pc, s, ids, have / PC_BLOCK + 1, bi, have, r);
+    struct cache_rd *rd = NULL;
+    uint64_t n = 0;
+    if (rc == 0 && (rc = cache_read_open(pc->c, snap_id, &rd, &n)) == 0) {
+        uint8_t len[8];
         uint64_t nkv = 0;
-        for (int i = 0; i < 8 && b.len >= 8; i++)
-            nkv |= (uint64_t)(uint8_t)b.p[i] << (8 * i);
-        if (b.len < 8 || nkv > b.len - 8)
-            rc = err_set(ERR_INVAL, "prefix cache: malformed snapshot");
-        else if ((rc = seq_import_kv(s, pc->model, b.p + 8, (size_t)nkv, NULL, NULL)) == 0)
-            rc = seq_import_gdn(s, pc->model, b.p + 8 + nkv, b.len - 8 - (size_t)nkv);
+        if (n < 8 || (rc = cache_read(rd, len, 8)) < 0) {
+            rc = rc < 0 ? rc : err_set(ERR_INVAL, "prefix cache: malformed snapshot");
+        } else {
+            for (int i = 0; i < 8; i++)
+                nkv |= (uint64_t)len[i] << (8 * i);
+            if (nkv > n - 8)
+                rc = err_set(ERR_INVAL, "prefix cache: malformed snapshot");
+        }
+        struct kv_job kj = { 0 };
+        if (rc == 0 && bi * PC_BLOCK < have)
+            rc = kv_buffered(pc, s, rd, nkv, bi * PC_BLOCK, f->pos);
+        else if (rc == 0 && (rc = kv_open(pc, s, rd, nkv, bi * PC_BLOCK, f->pos, &kj)) == 0)
+            rc = kv_read(&kj);
+        if (rc == 0)
+            rc = read_gdn(pc, s, rd, n - 8 - nkv, have);
+        rc = cache_read_close(rd, rc);
         if (rc == 0 && s->pos != f->pos)
             rc = err_set(ERR_INVAL, "prefix cache: snapshot at %ld claims position %ld", f->pos,
                          s->pos);
         if (rc == 0)
-            r->bytes_read += b.len;
+            r->bytes_read += n;
     }
-    buf_free(&b);
+    if (rc == 0) {
+        /* blocks [1, bi] and the snapshot: one transaction; LRU order is best effort */
+        int64_t *used = malloc((size_t)(bi + 1) * sizeof *used);
+        if (used) {
+            memcpy(used, ids + 1, (size_t)bi * sizeof *used);
+            used[bi] = snap_id;
+            if (cache_touch_ids(pc->c, used, bi + 1) < 0)
+                log_msg(LOG_WARN, "prefix cache: %s", err_msg());
+            free(used);
+        }
+    }
     return rc;
 }
 
@@ -208,32 +413,38 @@ static int restore(struct pc *pc, struct seq_state *s, const int32_t *tokens, lo
     int rc = chain_hashes(pc, s->kv_type, tokens, nb, &chain);
     if (rc < 0)
         return rc;
+    int64_t *ids = malloc((size_t)(nb + 1) * sizeof *ids);
+    if (!ids) {
+        free(chain);
+        return err_set(ERR_NOMEM, "prefix cache: out of memory looking up %ld blocks", nb);
+    }
+    ids[0] = 0;
     /* a damaged entry is deleted when found, so each retry sees less; a few are plenty */
     for (int attempt = 0; attempt < 4; attempt++) {
         struct find f = { .tokens = tokens, .have = have };
+        struct cache_key bk = mkkey(pc, CACHE_BLOCK, chain[0]);
+        /* the whole chain at once; a block found missing below cuts the candidates */
+        if ((rc = cache_lookup(pc->c, &bk, (const uint8_t(*)[32])(chain + 1), nb, ids + 1)) < 0)
+            break;
+        long ok = 0; /* blocks [1, ok] are all cached or held by s */
+        while (ok < nb && (ids[ok + 1] || (ok + 1) * PC_BLOCK <= have))
+            ok++;
         long bi;
-        for (bi = nb; bi >= 0 && bi * PC_BLOCK + PC_BLOCK - 1 > have; bi--) {
+        for (bi = ok; bi >= 0 && bi * PC_BLOCK + PC_BLOCK - 1 > have; bi--) {
             f.b = bi * PC_BLOCK;
             f.base = chain[bi];
             struct cache_key k = mkkey(pc, CACHE_SNAP, chain[bi]);
-            if ((rc = cache_snaps(pc->c, &k, chain[bi], limit, find_fn, &f)) < 0)
-                break;
-            if (!f.pos)
-                continue;
-            /* every block below must be there too */
-            for (long j = 1; j <= bi && rc >= 0; j++) {
-                struct cache_key bk = mkkey(pc, CACHE_BLOCK, chain[j]);
-                if (j * PC_BLOCK > have && (rc = cache_has(pc->c, &bk)) == 0)
-                    f.pos = 0;
-                if (!f.pos)
-                    break;
-            }
-            if (rc < 0 || f.pos)
+            if ((rc = cache_snaps(pc->c, &k, chain[bi], limit, find_fn, &f)) < 0 || f.pos)
                 break;
         }
         if (rc < 0 || !f.pos)
             break;
-        rc = restore_one(pc, s, chain, bi, have, &f, r);
+        struct cache_key sk = mkkey(pc, CACHE_SNAP, f.key);
+        int64_t snap_id;
+        if ((rc = cache_lookup(pc->c, &sk, (const uint8_t(*)[32]) & f.key, 1, &snap_id)) < 0)
+            break;
+        rc = snap_id ? restore_one(pc, s, ids, bi, have, snap_id, &f, r)
+                     : err_set(ERR_INVAL, "prefix cache: a snapshot vanished");
         if (rc == 0) {
             pc->memo_n = bi;
             pc->memo_kv = s->kv_type;
@@ -247,6 +458,7 @@ static int restore(struct pc *pc, struct seq_state *s, const int32_t *tokens, lo
         r->failures++;
         rc = 0;
     }
+    free(ids);
     free(chain);
     if (rc < 0 && rc != ERR_NOMEM) {
         log_msg(LOG_WARN, "prefix cache: %s (computing instead)", err_msg());

@@ -26,6 +26,11 @@
  * the turn: pc_restore falls back to a shorter prefix or none, pc_save
  * reports through *r and the log. Only bad arguments and out-of-memory are
  * errors.
+ *
+ * Restores read the stored bytes straight into the state's rows (one copy out
+ * of the page cache, one CRC pass); a restore of >= 8 MiB of blocks reads them
+ * on up to 8 threads of a pool the pc makes on first need (LODE_CACHE_PAR=1
+ * forces the threads, for tests). A pc is used by one thread at a time.
  */
 #ifndef LODE_APP_PREFIX_CACHE_H
 #define LODE_APP_PREFIX_CACHE_H

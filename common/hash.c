@@ -47,18 +47,21 @@ static void sha256_block(uint32_t s[8], const uint8_t *p)
     s[0] += a, s[1] += b, s[2] += c, s[3] += d, s[4] += e, s[5] += f, s[6] += g, s[7] += h;
 }
 
+static int sha_use_ni(void);
+
 void sha256_init(struct sha256 *h)
 {
     static const uint32_t iv[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
     memcpy(h->s, iv, sizeof iv);
     h->n = 0;
+    h->ni = sha_use_ni();
 }
 
 /* The Merkle-Damgard buffering both hashes share: whole 64-byte blocks go to
  * `block`, a partial one waits in blk. */
 static void md_update(void *st, uint8_t blk[64], uint64_t *count, const void *data, size_t n,
-                      void (*block)(void *st, const uint8_t *p))
+                      void (*block)(void *st, const uint8_t *p, size_t nblk))
 {
     const uint8_t *p = data;
     size_t used = (size_t)(*count % 64);
@@ -69,10 +72,12 @@ static void md_update(void *st, uint8_t blk[64], uint64_t *count, const void *da
         p += take, n -= take;
         if (used + take < 64)
             return;
-        block(st, blk);
+        block(st, blk, 1);
     }
-    for (; n >= 64; p += 64, n -= 64)
-        block(st, p);
+    if (n >= 64) {
+        block(st, p, n / 64);
+        p += n / 64 * 64, n %= 64;
+    }
     memcpy(blk, p, n);
 }
 
@@ -87,10 +92,90 @@ static void md_pad(void *h, uint64_t count, void (*update)(void *h, const void *
     update(h, pad, padn + 8);
 }
 
-static void sha256_block_v(void *st, const uint8_t *p) { sha256_block(st, p); }
+static void sha256_block_v(void *st, const uint8_t *p, size_t nblk)
+{
+    for (size_t i = 0; i < nblk; i++)
+        sha256_block(st, p + 64 * i);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define SHA_NI 1
+
+/* The SHA extensions (Intel since Goldmont/Ice Lake, AMD since Zen) run the rounds in
+ * hardware, several times the portable code: every cache entry written is hashed. The state
+ * lives as ABEF and CDGH lanes; each step below does four rounds, and from the second step on
+ * the message schedule for the steps ahead (msg1 three steps ahead, msg2 one step ahead). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_block_ni(void *st, const uint8_t *p,
+                                                                        size_t nblk)
+{
+    uint32_t *s = st;
+    const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bull, 0x0405060700010203ull);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[0]), 0xb1); /* CDAB */
+    __m128i st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[4]), 0x1b); /* EFGH */
+    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);                                     /* ABEF */
+    st1 = _mm_blend_epi16(st1, tmp, 0xf0);                                          /* CDGH */
+    for (; nblk; nblk--, p += 64) {
+        __m128i abef = st0, cdgh = st1, m[4];
+        for (int i = 0; i < 16; i++) {
+            if (i < 4)
+                m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), mask);
+            __m128i msg = _mm_add_epi32(m[i % 4], _mm_loadu_si128((const __m128i *)&sha_k[4 * i]));
+            st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
+            if (i >= 3 && i <= 14) {
+                __m128i t = _mm_alignr_epi8(m[i % 4], m[(i + 3) % 4], 4);
+                m[(i + 1) % 4] = _mm_sha256msg2_epu32(_mm_add_epi32(m[(i + 1) % 4], t), m[i % 4]);
+            }
+            st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(msg, 0x0e));
+            if (i >= 1 && i <= 12)
+                m[(i + 3) % 4] = _mm_sha256msg1_epu32(m[(i + 3) % 4], m[i % 4]);
+        }
+        st0 = _mm_add_epi32(st0, abef);
+        st1 = _mm_add_epi32(st1, cdgh);
+    }
+    tmp = _mm_shuffle_epi32(st0, 0x1b);    /* FEBA */
+    st1 = _mm_shuffle_epi32(st1, 0xb1);    /* DCHG */
+    st0 = _mm_blend_epi16(tmp, st1, 0xf0); /* DCBA */
+    st1 = _mm_alignr_epi8(st1, tmp, 8);    /* HGFE */
+    _mm_storeu_si128((__m128i *)&s[0], st0);
+    _mm_storeu_si128((__m128i *)&s[4], st1);
+}
+
+/* 1 when the CPU has the SHA extensions (CPUID leaf 7, EBX bit 29) and SSE4.1. */
+static int sha_ni_cpu(void)
+{
+    static int have = -1;
+    int v = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (v < 0) {
+        unsigned a, b, c, d;
+        v = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b >> 29 & 1) &&
+            __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+        __atomic_store_n(&have, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#endif
+
+/* Decided per hash, so LODE_SHA_SW=1 (the portable rounds) can be set by a test at any time. */
+static int sha_use_ni(void)
+{
+#ifdef SHA_NI
+    const char *e = getenv("LODE_SHA_SW");
+    return sha_ni_cpu() && !(e && *e == '1');
+#else
+    return 0;
+#endif
+}
 
 void sha256_update(struct sha256 *h, const void *data, size_t n)
 {
+#ifdef SHA_NI
+    if (h->ni) {
+        md_update(h->s, h->blk, &h->n, data, n, sha256_block_ni);
+        return;
+    }
+#endif
     md_update(h->s, h->blk, &h->n, data, n, sha256_block_v);
 }
 
@@ -111,9 +196,9 @@ void sha256_final(struct sha256 *h, uint8_t out[32])
 
 static inline uint32_t rol32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
 
-static void sha1_block(void *st, const uint8_t *p)
+static void sha1_block1(uint32_t *s, const uint8_t *p)
 {
-    uint32_t *s = st, w[80];
+    uint32_t w[80];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
                (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
@@ -134,6 +219,12 @@ static void sha1_block(void *st, const uint8_t *p)
         e = d, d = c, c = rol32(b, 30), b = a, a = t;
     }
     s[0] += a, s[1] += b, s[2] += c, s[3] += d, s[4] += e;
+}
+
+static void sha1_block(void *st, const uint8_t *p, size_t nblk)
+{
+    for (size_t i = 0; i < nblk; i++)
+        sha1_block1(st, p + 64 * i);
 }
 
 void sha1_init(struct sha1 *h)
@@ -200,13 +291,84 @@ static void crc_init(void)
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <nmmintrin.h>
 #define CRC_HW 1
-/* SSE4.2's crc32 instruction computes exactly CRC-32C: 8 bytes per
- * instruction, several times the table version (state blobs are verified
- * chunk by chunk on every restore). */
+
+/* The CRC register is linear, so crc(A | B) = crc(A) * x^(8 |B|) ^ crc_B(from 0) in GF(2)[x]
+ * mod P (bit-reflected). multmodp is that product (zlib's formulation, CRC-32C polynomial). */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+    uint32_t m = 1u << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0)
+                break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ 0x82f63b78u : b >> 1;
+    }
+    return p;
+}
+
+/* x^(8 n) mod P for n bytes (square-and-multiply; only used to build crc_shift). */
+static uint32_t xpow8n(uint64_t n)
+{
+    uint32_t r = 1u << 31, sq = 1u << 23; /* x^0 and x^8, reflected */
+    for (; n; n >>= 1) {
+        if (n & 1)
+            r = multmodp(sq, r);
+        sq = multmodp(sq, sq);
+    }
+    return r;
+}
+
+/* Stream lengths of the interleaved loop: 3 x 32 KiB down to 3 x 1 KiB (below that the two
+ * combining products, ~100 cycles each, cost more than the interleaving saves). */
+#define CRC_LMAX 32768
+#define CRC_LMIN 1024
+#define CRC_NL 6
+static uint32_t crc_shift[CRC_NL]; /* x^(8 L) mod P for L = CRC_LMAX >> i */
+static int crc_shift_ready;
+
+static void crc_shift_init(void)
+{
+    for (int i = 0; i < CRC_NL; i++)
+        crc_shift[i] = xpow8n(CRC_LMAX >> i);
+    /* two threads computing the same constants is harmless */
+    __atomic_store_n(&crc_shift_ready, 1, __ATOMIC_RELEASE);
+}
+
+/* SSE4.2's crc32 instruction computes exactly CRC-32C, 8 bytes per instruction, but each one
+ * waits for the previous result (3 cycles of latency, 1 per cycle throughput). Three
+ * independent streams over thirds of a block keep the unit busy (about 3x a single stream);
+ * their registers are then shifted into place and combined, so the result is the ordinary
+ * CRC-32C (stored checksums do not change). */
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
                                                             size_t n)
 {
     uint64_t c = crc;
+    if (n >= 3 * CRC_LMIN) {
+        if (!__atomic_load_n(&crc_shift_ready, __ATOMIC_ACQUIRE))
+            crc_shift_init();
+        for (int i = 0; i < CRC_NL; i++) {
+            size_t L = (size_t)CRC_LMAX >> i;
+            while (n >= 3 * L) {
+                uint64_t c1 = 0, c2 = 0;
+                const uint8_t *q = p + L, *r = p + 2 * L;
+                for (size_t k = 0; k < L; k += 8) {
+                    uint64_t v0, v1, v2;
+                    memcpy(&v0, p + k, 8);
+                    memcpy(&v1, q + k, 8);
+                    memcpy(&v2, r + k, 8);
+                    c = _mm_crc32_u64(c, v0);
+                    c1 = _mm_crc32_u64(c1, v1);
+                    c2 = _mm_crc32_u64(c2, v2);
+                }
+                uint32_t sh = crc_shift[i];
+                c = multmodp(sh, multmodp(sh, (uint32_t)c) ^ (uint32_t)c1) ^ (uint32_t)c2;
+                p += 3 * L, n -= 3 * L;
+            }
+        }
+    }
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t v;
         memcpy(&v, p, 8);

@@ -20,6 +20,7 @@ struct sha256 {
     uint32_t s[8];
     uint64_t n; /* bytes hashed so far */
     uint8_t blk[64];
+    int ni; /* the x86 SHA extensions run the rounds (LODE_SHA_SW=1 at sha256_init: never) */
 };
 
 void sha256_init(struct sha256 *h);

@@ -10,14 +10,24 @@
  * format never reuses an entry. The key itself is computed by the caller
  * (app/prefix_cache.c: a chain of block hashes that already folds both in).
  *
- * Durability, as in db/store.c: payloads are cut into chunks of at most
- * CACHE_CHUNK bytes, each with a CRC-32C, written while the entry row says
- * 'writing'; a final transaction records size and SHA-256 and flips it to
- * 'complete' (the commit record). Readers see complete entries only and
- * verify every chunk (cache_verify also the SHA-256); a damaged entry is
- * deleted on sight. Opening drops
- * entries whose writer died. A size budget is enforced by deleting the least
- * recently used entries (cache_prune).
+ * Payloads live outside SQLite, one file per entry in "<path>-data/<id>",
+ * so a restore reads them with a few large pread calls straight into the
+ * sequence state (SQLite's 4 KiB overflow pages capped the throughput near
+ * 1 GB/s); the database keeps the index and the commit record. Ids are
+ * AUTOINCREMENT, never reused, so a file name always means one entry.
+ *
+ * Durability: the entry row is committed first, saying 'writing' and the
+ * writer's pid, then the file is written, then a final transaction records
+ * the size, one CRC-32C per CACHE_CHUNK bytes and the SHA-256 and flips the
+ * row to 'complete' (the commit record). Readers see complete entries only
+ * and verify every chunk's CRC as it lands (cache_verify also the SHA-256);
+ * a damaged or missing file is deleted on sight. Opening drops entries whose
+ * writer died and files that no row names (a writer killed between its
+ * steps, a deletion interrupted before the unlink). No fsync: as with
+ * SQLite's synchronous=NORMAL, a power loss may lose recent entries, and a
+ * file whose data did not reach the disk fails its CRCs and is discarded.
+ * A size budget is enforced by deleting the least recently used entries
+ * (cache_prune).
  *
  * One struct cache per thread.
  */
@@ -29,8 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CACHE_SCHEMA_VERSION 1
-#define CACHE_CHUNK (4u << 20) /* 4 MiB: well under SQLite's 1 GB value limit */
+#define CACHE_SCHEMA_VERSION 2
+#define CACHE_CHUNK (4u << 20) /* bytes per CRC-32C */
 
 enum cache_kind { CACHE_BLOCK = 1, CACHE_SNAP = 2 };
 
@@ -65,6 +75,44 @@ int cache_get(struct cache *c, const struct cache_key *k, struct buf *out);
 /* Marks entries used without reading them (the blocks a restore relied on). */
 int cache_touch(struct cache *c, const struct cache_key *k);
 
+/* ---- reading in place (the restore path): look a chain up at once, then
+ * read each entry's bytes straight into their destinations. */
+
+/* ids[i] gets the id of the complete entry (kind, model and format of
+ * proto) under keys[i], 0 when there is none: one statement in one read
+ * transaction for the whole chain. */
+int cache_lookup(struct cache *c, const struct cache_key *proto, const uint8_t (*keys)[32], long n,
+                 int64_t *ids);
+/* Marks entries used, in one transaction (ids of 0 are skipped). */
+int cache_touch_ids(struct cache *c, const int64_t *ids, long n);
+
+/* A reader over one entry: cache_read gives the next n bytes, verifying
+ * each chunk's CRC-32C when its last byte has been read; ERR_INVAL when the
+ * entry is damaged (it is deleted; what was written into dst is garbage).
+ * Readers of different entries may read on different threads (the opening
+ * thread closes them: the deletion of a damaged entry happens there).
+ * cache_readv scatters the next bytes over several destinations with one
+ * system call per 512 KiB. Opening an entry whose file is not in the page
+ * cache starts the kernel reading all of it, so opening the next few
+ * entries before reading this one overlaps their disk reads (cold restores).
+ * cache_read_close(r, rc) frees r and returns rc, or when rc is 0 and not
+ * all bytes were read, ERR_INVAL. A caller's ERR_INVAL (it found the bytes
+ * malformed, which a damaged chunk can cause before its CRC is reached)
+ * deletes the entry too; any other rc just closes. */
+struct cache_rd;
+int cache_read_open(struct cache *c, int64_t id, struct cache_rd **out, uint64_t *size);
+int cache_read(struct cache_rd *r, void *dst, size_t n);
+struct cache_seg {
+    void *p;
+    size_t n;
+};
+int cache_readv(struct cache_rd *r, const struct cache_seg *seg, int nseg);
+int cache_read_close(struct cache_rd *r, int rc);
+
+/* Writes back and drops the page cache of every entry file (benchmarks: a
+ * cold restore). */
+int cache_drop_page_cache(struct cache *c);
+
 /* Snapshots that sit on base (model and format of k; k->key is ignored)
  * with pos <= max_pos, longest first: fn gets each one's key and position
  * and returns 0 to go on, 1 to stop, < 0 to fail. */
@@ -77,7 +125,7 @@ struct cache_stats {
     uint64_t block_bytes, snap_bytes;
     int64_t models;      /* distinct (model, format) pairs */
     int64_t writing;     /* entries being written (by live processes) */
-    uint64_t file_bytes; /* the database file and its WAL */
+    uint64_t file_bytes; /* the database file, its WAL and the entry files */
 };
 int cache_stats(struct cache *c, struct cache_stats *st);
 

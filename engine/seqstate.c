@@ -6,6 +6,7 @@
 #include "common/hash.h"
 #include "kernels/kernels.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,10 +68,52 @@ size_t seq_gdn_bytes(const struct seq_dims *d)
     return n;
 }
 
+/* ---------------------------------------------------------------- device residency */
+
+int seq_host_sync(struct seq_state *s)
+{
+    if (!s->dev_ops || (s->host_kv >= s->written && s->host_gdn))
+        return 0;
+    int rc = s->dev_ops->pull(s->dev, s);
+    if (rc < 0)
+        return err_prefix(rc, "state: copying it from the device");
+    s->host_kv = LONG_MAX;
+    s->host_gdn = 1;
+    return 0;
+}
+
+/* The host overwrote every DeltaNet state: the device's are stale (no copy needed). */
+static void host_wrote_gdn(struct seq_state *s)
+{
+    s->host_gdn = 1;
+    s->dev_gdn = 0;
+}
+
+int seq_host_write(struct seq_state *s, long from, int gdn)
+{
+    int rc = seq_host_sync(s);
+    if (rc < 0 || !s->dev_ops)
+        return rc;
+    if (from < s->dev_kv)
+        s->dev_kv = from < 0 ? 0 : from;
+    if (gdn)
+        s->dev_gdn = 0;
+    return 0;
+}
+
+/* Readers of host memory take a const state: materialising the host copy does not change what
+ * the state is, only where it is. */
+static int host_sync_const(const struct seq_state *s)
+{
+    return s->dev_ops ? seq_host_sync((struct seq_state *)s) : 0;
+}
+
 void seq_free(struct seq_state *s)
 {
     if (!s)
         return;
+    if (s->dev_ops)
+        s->dev_ops->unbind(s->dev, s);
     for (int l = 0; l < SEQ_MAX_LAYERS; l++) {
         free(s->layer[l].k);
         free(s->layer[l].v);
@@ -112,6 +155,7 @@ void seq_reset(struct seq_state *s)
         memset(s->layer[l].conv, 0, conv_floats(&s->d) * sizeof(float));
         memset(s->layer[l].state, 0, rec_floats(&s->d) * sizeof(float));
     }
+    host_wrote_gdn(s);
     seq_will_write(s, 0, 0);
     s->pos = 0;
 }
@@ -129,6 +173,8 @@ int seq_new(struct seq_state **out, const struct seq_dims *d, int kv_type, long 
         return err_set(ERR_NOMEM, "out of memory");
     s->d = *d;
     s->kv_type = kv_type;
+    s->host_kv = LONG_MAX;
+    s->host_gdn = 1;
     s->floor_cap = 16;
     s->floor = malloc(s->floor_cap * sizeof *s->floor);
     if (!s->floor)
@@ -196,6 +242,8 @@ void seq_snap_free(struct seq_snap *sn)
 {
     if (!sn)
         return;
+    if (sn->dh)
+        sn->ops->snap_free(sn->dh);
     free(sn->data);
     free(sn);
 }
@@ -206,6 +254,23 @@ int seq_snapshot(struct seq_state *s, struct seq_snap **out)
     size_t per = conv_floats(&s->d) + rec_floats(&s->d), n = 0;
     for (int l = 0; l < s->d.n_layers; l++)
         n += s->d.is_full[l] ? 0 : per;
+    if (s->dev_ops && s->dev_gdn) {
+        /* the states are current on the device: the snapshot stays there (a device copy) */
+        struct seq_snap *sn = calloc(1, sizeof *sn);
+        if (!sn)
+            return err_set(ERR_NOMEM, "out of memory taking a snapshot");
+        int rc = s->dev_ops->snap(s->dev, s, &sn->dh);
+        if (rc < 0) {
+            free(sn);
+            return rc;
+        }
+        sn->ops = s->dev_ops;
+        sn->n = n;
+        sn->pos = s->pos;
+        sn->epoch = s->epoch;
+        *out = sn;
+        return 0;
+    }
     struct seq_snap *sn = calloc(1, sizeof *sn);
     if (!sn || !(sn->data = malloc(n ? n * sizeof(float) : 1))) {
         free(sn);
@@ -240,7 +305,28 @@ int seq_restore(struct seq_state *s, const struct seq_snap *sn)
             return err_set(ERR_INVAL,
                            "snapshot at %ld is stale: the cache was rewritten from position %ld",
                            sn->pos, s->floor[e]);
-    const float *p = sn->data;
+    float *tmp = NULL;
+    if (sn->dh && s->dev_ops == sn->ops) {
+        /* device to device */
+        int rc = s->dev_ops->restore(s->dev, s, sn->dh);
+        if (rc < 0)
+            return rc;
+        s->host_gdn = 0;
+        s->dev_gdn = 1;
+        s->pos = sn->pos;
+        return 0;
+    }
+    if (sn->dh) {
+        /* a device snapshot into a state the device no longer holds */
+        int rc;
+        if (!(tmp = malloc(n ? n * sizeof(float) : 1)))
+            return err_set(ERR_NOMEM, "out of memory restoring a snapshot");
+        if ((rc = sn->ops->snap_read(sn->dh, tmp, n)) < 0) {
+            free(tmp);
+            return rc;
+        }
+    }
+    const float *p = tmp ? tmp : sn->data;
     for (int l = 0; l < s->d.n_layers; l++) {
         if (s->d.is_full[l])
             continue;
@@ -249,6 +335,8 @@ int seq_restore(struct seq_state *s, const struct seq_snap *sn)
         memcpy(s->layer[l].state, p, rec_floats(&s->d) * sizeof(float));
         p += rec_floats(&s->d);
     }
+    free(tmp);
+    host_wrote_gdn(s);
     s->pos = sn->pos;
     return 0;
 }
@@ -286,7 +374,10 @@ int seq_serialize(const struct seq_state *s, const uint8_t model_id[32], struct 
     size_t start = out->len;
     const struct seq_dims *d = &s->d;
     struct buf h = { 0 };
-    int rc = buf_append(&h, model_id, 32);
+    int rc = host_sync_const(s);
+    if (rc < 0)
+        return rc;
+    rc = buf_append(&h, model_id, 32);
     rc |= put32(&h, (uint32_t)d->n_layers);
     for (int l = 0; l < d->n_layers; l++)
         rc |= buf_putc(&h, (char)d->is_full[l]);
@@ -556,7 +647,10 @@ int seq_export_kv(const struct seq_state *s, const uint8_t model_id[32], long fr
         return err_set(ERR_INVAL, "state: cannot export KV rows [%ld, %ld) of %ld", from, to,
                        s->pos);
     size_t start = out->len, row = kv_row_bytes(s), n = (size_t)(to - from) * row;
-    int rc = buf_append(out, kvr_magic, 8) | put32(out, SEQ_FORMAT_VERSION);
+    int rc = host_sync_const(s);
+    if (rc < 0)
+        return rc;
+    rc = buf_append(out, kvr_magic, 8) | put32(out, SEQ_FORMAT_VERSION);
     rc |= shape_put(out, s, model_id);
     rc |= put64(out, (uint64_t)from) | put64(out, (uint64_t)to);
     for (int l = 0; l < s->d.n_layers && rc == 0; l++) {
@@ -591,7 +685,7 @@ int seq_import_kv(struct seq_state *s, const uint8_t model_id[32], const void *d
     if (ckd_mul_sz(&need, len, 2 * full) || need != r.n - r.off)
         return err_set(ERR_INVAL, "KV rows: %zu bytes of rows, the header implies %zu", r.n - r.off,
                        need);
-    if ((rc = seq_reserve(s, (long)to)) < 0)
+    if ((rc = seq_reserve(s, (long)to)) < 0 || (rc = seq_host_write(s, (long)from, 0)) < 0)
         return rc;
     seq_will_write(s, (long)from, (long)(to - from));
     for (int l = 0; l < s->d.n_layers; l++) {
@@ -610,7 +704,10 @@ int seq_import_kv(struct seq_state *s, const uint8_t model_id[32], const void *d
 int seq_export_gdn(const struct seq_state *s, const uint8_t model_id[32], struct buf *out)
 {
     size_t start = out->len;
-    int rc = buf_append(out, gdn_magic, 8) | put32(out, SEQ_FORMAT_VERSION);
+    int rc = host_sync_const(s);
+    if (rc < 0)
+        return rc;
+    rc = buf_append(out, gdn_magic, 8) | put32(out, SEQ_FORMAT_VERSION);
     rc |= shape_put(out, s, model_id);
     rc |= put64(out, (uint64_t)s->pos);
     for (int l = 0; l < s->d.n_layers && rc == 0; l++) {
@@ -645,6 +742,7 @@ int seq_import_gdn(struct seq_state *s, const uint8_t model_id[32], const void *
     if (need != r.n - r.off)
         return err_set(ERR_INVAL, "DeltaNet states: %zu bytes, the header implies %zu", r.n - r.off,
                        need);
+    host_wrote_gdn(s);
     for (int l = 0; l < s->d.n_layers; l++) {
         if (s->d.is_full[l])
             continue;
@@ -652,5 +750,91 @@ int seq_import_gdn(struct seq_state *s, const uint8_t model_id[32], const void *
         memcpy(s->layer[l].state, take(&r, sb), sb);
     }
     s->pos = (long)pos;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- in-place import */
+
+/* shape_put's size: model id, layer count and kinds, seven dims, KV type, two scales a layer */
+static size_t shape_bytes(const struct seq_state *s)
+{
+    return 32 + 4 + (size_t)s->d.n_layers + 7 * 4 + 4 + 8 * (size_t)s->d.n_layers;
+}
+
+size_t seq_kv_header_bytes(const struct seq_state *s) { return 8 + 4 + shape_bytes(s) + 16; }
+size_t seq_gdn_header_bytes(const struct seq_state *s) { return 8 + 4 + shape_bytes(s) + 8; }
+
+int seq_import_kv_spans(struct seq_state *s, const uint8_t model_id[32], const void *hdr, size_t n,
+                        long *from_out, long *to_out, struct seq_span *sp, int *nsp)
+{
+    *nsp = 0;
+    size_t hn = seq_kv_header_bytes(s);
+    struct rd r = { hdr, hn, 0, 0 };
+    int rc = shape_check(&r, kvr_magic, s, model_id, "KV rows");
+    if (rc < 0)
+        return rc;
+    uint64_t from = get64(&r), to = get64(&r);
+    if (r.bad || from > to || to > (1u << 30))
+        return err_set(ERR_INVAL, "KV rows: bad range [%llu, %llu)", (unsigned long long)from,
+                       (unsigned long long)to);
+    size_t row = kv_row_bytes(s), len = (size_t)(to - from) * row, full = 0, need;
+    for (int l = 0; l < s->d.n_layers; l++)
+        full += s->d.is_full[l] != 0;
+    if (ckd_mul_sz(&need, len, 2 * full) || n < hn + 4 || need != n - hn - 4)
+        return err_set(ERR_INVAL, "KV rows: %zu bytes in all, the header implies %zu", n,
+                       need + hn + 4);
+    if ((rc = seq_reserve(s, (long)to)) < 0 || (rc = seq_host_write(s, (long)from, 0)) < 0)
+        return rc;
+    seq_will_write(s, (long)from, (long)(to - from));
+    for (int l = 0; l < s->d.n_layers; l++) {
+        if (!s->d.is_full[l])
+            continue;
+        sp[(*nsp)++] = (struct seq_span){ s->layer[l].k + from * row, len };
+        sp[(*nsp)++] = (struct seq_span){ s->layer[l].v + from * row, len };
+    }
+    if (from_out)
+        *from_out = (long)from;
+    if (to_out)
+        *to_out = (long)to;
+    return 0;
+}
+
+int seq_import_gdn_spans(struct seq_state *s, const uint8_t model_id[32], const void *hdr, size_t n,
+                         long *pos_out, struct seq_span *sp, int *nsp)
+{
+    *nsp = 0;
+    size_t hn = seq_gdn_header_bytes(s);
+    struct rd r = { hdr, hn, 0, 0 };
+    int rc = shape_check(&r, gdn_magic, s, model_id, "DeltaNet states");
+    if (rc < 0)
+        return rc;
+    uint64_t pos = get64(&r);
+    if (r.bad || pos > (uint64_t)s->written)
+        return err_set(ERR_INVAL, "DeltaNet states: position %llu beyond the %ld KV rows held",
+                       (unsigned long long)pos, s->written);
+    size_t cb = conv_floats(&s->d) * sizeof(float), sb = rec_floats(&s->d) * sizeof(float);
+    size_t need = 0;
+    for (int l = 0; l < s->d.n_layers; l++)
+        need += s->d.is_full[l] ? 0 : cb + sb;
+    if (n < hn + 4 || need != n - hn - 4)
+        return err_set(ERR_INVAL, "DeltaNet states: %zu bytes in all, the header implies %zu", n,
+                       need + hn + 4);
+    host_wrote_gdn(s); /* the caller writes them next */
+    for (int l = 0; l < s->d.n_layers; l++) {
+        if (s->d.is_full[l])
+            continue;
+        sp[(*nsp)++] = (struct seq_span){ s->layer[l].conv, cb };
+        sp[(*nsp)++] = (struct seq_span){ s->layer[l].state, sb };
+    }
+    *pos_out = (long)pos;
+    return 0;
+}
+
+int seq_import_gdn_finish(struct seq_state *s, long pos)
+{
+    if (pos < 0 || pos > s->written)
+        return err_set(ERR_INVAL, "DeltaNet states: position %ld beyond the %ld KV rows held", pos,
+                       s->written);
+    s->pos = pos;
     return 0;
 }

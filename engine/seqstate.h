@@ -61,14 +61,54 @@ struct seq_state {
     long written; /* KV rows [0, written) hold data of the current timeline */
     long *floor;  /* floor[e]: the lowest pos reached during epoch e; owned */
     uint32_t floor_cap;
+    /* device residency (struct seq_dev_ops below): NULL dev_ops = the host is the truth */
+    const struct seq_dev_ops *dev_ops;
+    void *dev;             /* the backend's handle of its copy */
+    long host_kv, dev_kv;  /* KV rows [0, x) below `written` current on the host / device */
+    int host_gdn, dev_gdn; /* DeltaNet states current on the host / device */
 };
 
 struct seq_snap {
     long pos;
     uint32_t epoch;
-    float *data; /* all DeltaNet conv + recurrent states, layer order; owned */
+    float *data; /* all DeltaNet conv + recurrent states, layer order; owned (NULL: on a device) */
     size_t n;    /* floats in data */
+    const struct seq_dev_ops *ops; /* a device snapshot: ops and its handle dh, else NULL */
+    void *dh;
 };
+
+/* ---- device residency (engine/model_cuda.c, issue #8)
+ *
+ * A backend that runs the forward pass on a device keeps the state there: it binds the state
+ * (dev_ops, dev) and the newest DeltaNet states and KV rows may then live only on the device.
+ * The functions of this header materialise what the host lacks before they read host memory
+ * (seq_serialize, seq_export_*, a snapshot of a state whose device copy is stale) and mark the
+ * device copy stale where they write; snapshots of a bound state stay on the device (a device
+ * copy, no transfer). Unbound states (the CPU engine's) behave as they always did.
+ *
+ * Invariant: KV row r < written is current on the host when r < host_kv and on the device when
+ * r < dev_kv, on one side at least; the DeltaNet states are current on one side at least. */
+struct seq_dev_ops {
+    /* KV rows [s->host_kv, s->written) and, unless s->host_gdn, the DeltaNet states into s's
+     * host arrays (the caller then sets host_kv / host_gdn) */
+    int (*pull)(void *dev, struct seq_state *s);
+    /* a device copy of s's DeltaNet states; *h its handle */
+    int (*snap)(void *dev, struct seq_state *s, void **h);
+    /* s's device DeltaNet states := snapshot h (the caller checked that it may be restored) */
+    int (*restore)(void *dev, struct seq_state *s, const void *h);
+    /* a snapshot's n floats (host layout) into dst: restoring it into an unbound state */
+    int (*snap_read)(const void *h, float *dst, size_t n);
+    void (*snap_free)(void *h);
+    /* s is freed: the backend forgets it (nothing is copied) */
+    void (*unbind)(void *dev, struct seq_state *s);
+};
+
+/* Makes the host copy complete (no-op for an unbound state). */
+int seq_host_sync(struct seq_state *s);
+/* The host is about to write KV rows from `from` on (and the DeltaNet states when gdn): makes
+ * the host copy complete, then marks the device copy stale from there (the CPU forward pass and
+ * the imports call this). */
+int seq_host_write(struct seq_state *s, long from, int gdn);
 
 /* Checks dims (positive, within caps, product sizes fit); ERR_INVAL naming the field. */
 int seq_dims_check(const struct seq_dims *d);
@@ -132,5 +172,35 @@ int seq_export_gdn(const struct seq_state *s, const uint8_t model_id[32], struct
  * KV rows below it must be in s already (imported or computed in this
  * timeline): ERR_INVAL when fewer than pos rows are written. */
 int seq_import_gdn(struct seq_state *s, const uint8_t model_id[32], const void *data, size_t n);
+
+/* ---- in-place import: the prefix cache reads pieces from its files straight
+ * into the state instead of through a buffer. Its store checks a CRC-32C over
+ * every byte it reads, so the piece's own trailing CRC is not checked here.
+ *
+ *     read seq_kv_header_bytes(s) bytes into hdr;
+ *     seq_import_kv_spans(s, id, hdr, n, &from, &to, sp, &nsp);
+ *     read sp[i].n bytes into each sp[i].p in order, then the 4-byte CRC;
+ *
+ * and the same for DeltaNet states, then seq_import_gdn_finish. */
+struct seq_span {
+    void *p;
+    size_t n;
+};
+#define SEQ_MAX_SPANS (2 * SEQ_MAX_LAYERS)
+
+/* Bytes of a piece's header (magic to the row range or position) for s's shape. */
+size_t seq_kv_header_bytes(const struct seq_state *s);
+size_t seq_gdn_header_bytes(const struct seq_state *s);
+/* Checks a KV-rows piece's header and its total size n as seq_import_kv does,
+ * makes room for and marks the rows, and fills sp[0..*nsp) (room for
+ * SEQ_MAX_SPANS) with where its data goes. *from / *to (may be NULL) get the range. */
+int seq_import_kv_spans(struct seq_state *s, const uint8_t model_id[32], const void *hdr, size_t n,
+                        long *from, long *to, struct seq_span *sp, int *nsp);
+/* The same for DeltaNet states (the destinations are the live states: a
+ * caller that may fail half-way must be able to reset them); *pos gets the
+ * position, which seq_import_gdn_finish then sets once the data is in. */
+int seq_import_gdn_spans(struct seq_state *s, const uint8_t model_id[32], const void *hdr, size_t n,
+                         long *pos, struct seq_span *sp, int *nsp);
+int seq_import_gdn_finish(struct seq_state *s, long pos);
 
 #endif

@@ -16,12 +16,14 @@ expect_out "bench restores every token" "restore      700 tokens" cat "$TMP/benc
 if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["blocks"]==2 and d["snapshots"]==1 and d["models"]==1, d' "$TMP/s.json"; then
   ok "stats --json counts blocks and snapshots"; else fail "stats --json" "$(cat "$TMP/s.json")"; fi
 
-# damage one chunk behind lode's back: verify finds it and removes that entry only
+# damage one entry's file behind lode's back (payloads live in "$DB-data/<id>"): verify finds
+# it and removes that entry only
 python3 - "$DB" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-db.execute("UPDATE chunks SET data = zeroblob(length(data)) WHERE rowid = (SELECT min(rowid) FROM chunks)")
-db.commit()
+i, n = db.execute("SELECT id, size FROM entries ORDER BY id LIMIT 1").fetchone()
+with open("%s-data/%d" % (sys.argv[1], i), "r+b") as f:
+    f.write(bytes(n))
 PY
 expect_out "verify detects and removes a damaged chunk" "checked 3 entries, 1 damaged" "$LODE" cache --db "$DB" verify
 expect_out "verify again: clean" "checked 2 entries, 0 damaged" "$LODE" cache --db "$DB" verify

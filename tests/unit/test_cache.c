@@ -3,6 +3,7 @@
 #include "app/prefix_cache.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/hash.h"
 #include "db/cache.h"
 #include "engine/mkmodel.h"
 #include "engine/model.h"
@@ -11,6 +12,7 @@
 #include "seqfix.h"
 #include "testhelp.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -25,12 +27,15 @@ static void tmp_path(char *out, size_t cap, const char *name)
 
 static void rm_db(const char *path)
 {
-    char p[600];
+    char p[700];
     unlink(path);
     snprintf(p, sizeof p, "%s-wal", path);
     unlink(p);
     snprintf(p, sizeof p, "%s-shm", path);
     unlink(p);
+    snprintf(p, sizeof p, "rm -rf '%s-data'", path);
+    if (system(p) != 0)
+        printf("# could not remove %s-data\n", path);
 }
 
 /* ---------------------------------------------------------------- seqstate pieces */
@@ -123,6 +128,61 @@ static void t_pieces(void)
     seq_free(b);
 }
 
+/* Copies a piece into the spans the in-place import hands out, as the cache's reader does. */
+static int fill_spans(const struct buf *piece, size_t hn, const struct seq_span *sp, int nsp)
+{
+    size_t off = hn;
+    for (int i = 0; i < nsp; i++) {
+        if (off + sp[i].n > piece->len)
+            return -1;
+        memcpy(sp[i].p, piece->p + off, sp[i].n);
+        off += sp[i].n;
+    }
+    return off + 4 == piece->len ? 0 : -1;
+}
+
+/* The in-place import (header, then spans) gives the same state as the buffered one and
+ * refuses what it refuses. */
+static void t_pieces_inplace(void)
+{
+    struct th_rng r = { th_seed() };
+    struct seq_dims d = seqfix_dims(0xa);
+    uint8_t id[32] = { 1, 2, 3 }, other[32] = { 9 };
+    struct seq_state *a, *b;
+    REQUIRE(seq_new(&a, &d, KERN_FP8, 8) == 0);
+    REQUIRE(seq_new(&b, &d, KERN_FP8, 1) == 0);
+    fill(a, 300, &r);
+    struct buf k1 = { 0 }, k2 = { 0 }, g = { 0 };
+    REQUIRE(seq_export_kv(a, id, 0, 256, &k1) == 0);
+    REQUIRE(seq_export_kv(a, id, 256, 300, &k2) == 0);
+    REQUIRE(seq_export_gdn(a, id, &g) == 0);
+    size_t hk = seq_kv_header_bytes(b), hg = seq_gdn_header_bytes(b);
+    struct seq_span sp[SEQ_MAX_SPANS];
+    int nsp;
+    long from, to, pos;
+    REQUIRE(k1.len > hk && g.len > hg);
+    CHECK(seq_import_kv_spans(b, other, k1.p, k1.len, &from, &to, sp, &nsp) == ERR_INVAL);
+    CHECK(seq_import_kv_spans(b, id, k1.p, k1.len - 1, &from, &to, sp, &nsp) == ERR_INVAL);
+    CHECK(seq_import_kv_spans(b, id, g.p, k1.len, &from, &to, sp, &nsp) == ERR_INVAL);
+    REQUIRE(seq_import_kv_spans(b, id, k1.p, k1.len, &from, &to, sp, &nsp) == 0);
+    CHECK(from == 0 && to == 256 && nsp == 4); /* two full layers, K and V */
+    CHECK(fill_spans(&k1, hk, sp, nsp) == 0);
+    REQUIRE(seq_import_kv_spans(b, id, k2.p, k2.len, &from, &to, sp, &nsp) == 0);
+    CHECK(from == 256 && to == 300 && fill_spans(&k2, hk, sp, nsp) == 0);
+    CHECK(seq_import_gdn_spans(b, id, g.p, g.len + 1, &pos, sp, &nsp) == ERR_INVAL);
+    REQUIRE(seq_import_gdn_spans(b, id, g.p, g.len, &pos, sp, &nsp) == 0);
+    CHECK(pos == 300 && fill_spans(&g, hg, sp, nsp) == 0);
+    CHECK(b->pos == 0); /* not before finish */
+    REQUIRE(seq_import_gdn_finish(b, pos) == 0);
+    CHECK(same_state(a, b));
+    CHECK(seq_import_gdn_finish(b, 301) == ERR_INVAL);
+    buf_free(&k1);
+    buf_free(&k2);
+    buf_free(&g);
+    seq_free(a);
+    seq_free(b);
+}
+
 /* ---------------------------------------------------------------- the store */
 
 static struct cache_key key_of(int kind, int n, int model)
@@ -134,21 +194,45 @@ static struct cache_key key_of(int kind, int n, int model)
     return k;
 }
 
-/* Flips a byte in one chunk behind the store's back. */
+/* Zeroes one chunk behind the store's back: the entry_seq_offset-th chunk counting from the
+ * newest entry's first (entries by id descending, chunks in order), in the entry's file. */
 static int corrupt_chunk(const char *path, int64_t entry_seq_offset)
 {
     sqlite3 *h;
     if (sqlite3_open(path, &h) != SQLITE_OK)
         return -1;
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE chunks SET data = CAST(zeroblob(length(data)) AS BLOB) "
-             "WHERE rowid = (SELECT rowid FROM chunks ORDER BY entry_id DESC, seq LIMIT 1 "
-             "OFFSET %lld)",
-             (long long)entry_seq_offset);
-    int rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+    sqlite3_stmt *st;
+    int rc = -1;
+    if (sqlite3_prepare_v2(h,
+                           "SELECT id, size, n_chunks FROM entries WHERE state = 'complete' "
+                           "ORDER BY id DESC",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_close(h);
+        return -1;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
+        int64_t nch = sqlite3_column_int64(st, 2);
+        if (entry_seq_offset >= nch) {
+            entry_seq_offset -= nch;
+            continue;
+        }
+        char f[700];
+        snprintf(f, sizeof f, "%s-data/%lld", path, (long long)id);
+        int64_t off = entry_seq_offset * (int64_t)CACHE_CHUNK;
+        size_t n = (size_t)(size - off < (int64_t)CACHE_CHUNK ? size - off : CACHE_CHUNK);
+        uint8_t *z = calloc(1, n ? n : 1);
+        int fd = open(f, O_WRONLY);
+        if (z && fd >= 0 && pwrite(fd, z, n, off) == (ssize_t)n)
+            rc = 0;
+        if (fd >= 0)
+            close(fd);
+        free(z);
+        break;
+    }
+    sqlite3_finalize(st);
     sqlite3_close(h);
-    return rc == SQLITE_OK ? 0 : -1;
+    return rc;
 }
 
 static void t_store(void)
@@ -206,6 +290,175 @@ static void t_store(void)
     cache_close(c);
     buf_free(&b);
     free(data);
+}
+
+/* The entry files: a missing or truncated one is damage (the entry goes), a file no row names
+ * is swept on open, and reading in pieces of any size verifies and returns the same bytes. */
+static void t_files(void)
+{
+    char path[300], f[400];
+    tmp_path(path, sizeof path, "files.db");
+    rm_db(path);
+    struct cache *c;
+    REQUIRE(cache_open(&c, path) == 0);
+    size_t n = CACHE_CHUNK + 5000;
+    uint8_t *data = malloc(n), *back = malloc(n);
+    REQUIRE(data && back);
+    struct th_rng r = { th_seed() };
+    for (size_t i = 0; i < n; i++)
+        data[i] = (uint8_t)th_next(&r);
+    struct cache_key k[3] = { key_of(CACHE_BLOCK, 1, 1), key_of(CACHE_BLOCK, 2, 1),
+                              key_of(CACHE_BLOCK, 3, 1) };
+    for (int i = 0; i < 3; i++)
+        REQUIRE(cache_put(c, &k[i], NULL, 256, data, n) == 0);
+    const uint8_t keys[4][32] = { { 1 }, { 9 }, { 2 }, { 3 } };
+    struct cache_key proto = key_of(CACHE_BLOCK, 0, 1);
+    int64_t ids[4];
+    REQUIRE(cache_lookup(c, &proto, keys, 4, ids) == 0);
+    CHECK(ids[0] > 0 && ids[1] == 0 && ids[2] > ids[0] && ids[3] > ids[2]);
+    /* pieces of random sizes, across the chunk boundary */
+    struct cache_rd *rd;
+    uint64_t size;
+    REQUIRE(cache_read_open(c, ids[0], &rd, &size) == 0);
+    CHECK(size == n);
+    for (size_t off = 0; off < n;) {
+        size_t m = 1 + th_next(&r) % 700000;
+        m = m < n - off ? m : n - off;
+        REQUIRE(cache_read(rd, back + off, m) == 0);
+        off += m;
+    }
+    CHECK(cache_read_close(rd, 0) == 0);
+    CHECK(!memcmp(back, data, n));
+    /* scattered: up to 100 segments of random sizes (some empty) per call */
+    memset(back, 0, n);
+    REQUIRE(cache_read_open(c, ids[0], &rd, &size) == 0);
+    for (size_t off = 0; off < n;) {
+        struct cache_seg seg[100];
+        int nseg = 1 + (int)(th_next(&r) % 100);
+        for (int i = 0; i < nseg; i++) {
+            size_t m = th_next(&r) % 5 == 0 ? 0 : 1 + th_next(&r) % 90000;
+            m = m < n - off ? m : n - off;
+            seg[i] = (struct cache_seg){ back + off, m };
+            off += m;
+        }
+        REQUIRE(cache_readv(rd, seg, nseg) == 0);
+    }
+    CHECK(cache_read_close(rd, 0) == 0);
+    CHECK(!memcmp(back, data, n));
+    /* stopping early is an error of the reader, not damage */
+    REQUIRE(cache_read_open(c, ids[0], &rd, &size) == 0);
+    REQUIRE(cache_read(rd, back, 10) == 0);
+    CHECK(cache_read_close(rd, 0) == ERR_INVAL);
+    CHECK(cache_has(c, &k[0]) == 1);
+    /* a missing file and a truncated one */
+    snprintf(f, sizeof f, "%s-data/%lld", path, (long long)ids[2]);
+    REQUIRE(unlink(f) == 0);
+    struct buf b = { 0 };
+    CHECK(cache_get(c, &k[1], &b) == ERR_INVAL);
+    CHECK(cache_has(c, &k[1]) == 0);
+    snprintf(f, sizeof f, "%s-data/%lld", path, (long long)ids[3]);
+    REQUIRE(truncate(f, (off_t)n - 1) == 0);
+    CHECK(cache_get(c, &k[2], &b) == ERR_INVAL);
+    CHECK(cache_has(c, &k[2]) == 0 && access(f, F_OK) != 0);
+    REQUIRE(cache_get(c, &k[0], &b) == 0);
+    CHECK(b.len == n && !memcmp(b.p, data, n));
+    cache_close(c);
+    /* orphans (a killed writer's file whose row was dropped) go on open: one between two
+     * live entries, one past the last */
+    char f2[400];
+    snprintf(f, sizeof f, "%s-data/%lld", path, (long long)ids[3] + 100);
+    snprintf(f2, sizeof f2, "%s-data/%lld", path, (long long)ids[2]);
+    FILE *o = fopen(f, "w"), *o2 = fopen(f2, "w");
+    REQUIRE(o && o2);
+    fclose(o);
+    fclose(o2);
+    REQUIRE(cache_open(&c, path) == 0);
+    CHECK(access(f, F_OK) != 0 && access(f2, F_OK) != 0);
+    CHECK(cache_has(c, &k[0]) == 1);
+    REQUIRE(cache_put(c, &k[1], NULL, 256, data, 100) == 0);
+    REQUIRE(cache_lookup(c, &proto, keys, 4, ids) == 0);
+    CHECK(ids[2] > ids[0]);
+    o2 = fopen(f2, "w"); /* the old ids[2]: now below the newest live entry */
+    REQUIRE(o2);
+    fclose(o2);
+    cache_close(c);
+    REQUIRE(cache_open(&c, path) == 0);
+    CHECK(access(f2, F_OK) != 0);
+    CHECK(cache_has(c, &k[0]) == 1 && cache_has(c, &k[1]) == 1);
+    /* clear removes every file */
+    REQUIRE(cache_clear(c) == 0);
+    snprintf(f, sizeof f, "%s-data/%lld", path, (long long)ids[0]);
+    CHECK(access(f, F_OK) != 0);
+    cache_close(c);
+    buf_free(&b);
+    free(data);
+    free(back);
+}
+
+/* The interleaved CRC-32C (3 streams over large inputs) equals the single-stream one
+ * computed over small pieces, at lengths and alignments around every stream size. */
+static void t_crc_large(void)
+{
+    size_t n = 300000;
+    uint8_t *p = malloc(n);
+    REQUIRE(p);
+    struct th_rng r = { th_seed() };
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)th_next(&r);
+    int bad = 0;
+    for (int t = 0; t < 400 && !bad; t++) {
+        size_t off = th_next(&r) % 64, len = th_next(&r) % (n - 64);
+        if (t < 40)
+            len = (size_t)3 * (1024u << (t % 6)) + (size_t)(t / 6) - 3; /* around each size */
+        uint32_t whole = crc32c(0, p + off, len), piece = 0;
+        for (size_t o = 0; o < len; o += 1000)
+            piece = crc32c(piece, p + off + o, len - o < 1000 ? len - o : 1000);
+        bad = whole != piece;
+        CHECKF(!bad, "length %zu at offset %zu", len, off);
+    }
+    free(p);
+}
+
+/* SHA-256 (every entry written is hashed): the SHA extensions, where the CPU has them, agree
+ * with the portable rounds (LODE_SHA_SW=1) at every length and split, and with NIST. */
+static void t_sha_paths(void)
+{
+    static const char *million_a =
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+    size_t n = 1000000;
+    uint8_t *p = malloc(n);
+    REQUIRE(p);
+    memset(p, 'a', n);
+    char hex[65];
+    for (int sw = 0; sw < 2; sw++) {
+        if (sw)
+            setenv("LODE_SHA_SW", "1", 1);
+        sha256_hex(p, n, hex);
+        CHECKF(!strcmp(hex, million_a), "sw=%d: %s", sw, hex);
+    }
+    struct th_rng r = { th_seed() };
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)th_next(&r);
+    int bad = 0;
+    for (int t = 0; t < 300 && !bad; t++) {
+        size_t len = t < 200 ? (size_t)t * 3 : th_next(&r) % n, cut = len ? th_next(&r) % len : 0;
+        uint8_t d[2][32];
+        for (int sw = 0; sw < 2; sw++) {
+            if (sw)
+                setenv("LODE_SHA_SW", "1", 1);
+            else
+                unsetenv("LODE_SHA_SW");
+            struct sha256 h;
+            sha256_init(&h);
+            sha256_update(&h, p, cut);
+            sha256_update(&h, p + cut, len - cut);
+            sha256_final(&h, d[sw]);
+        }
+        bad = memcmp(d[0], d[1], 32) != 0;
+        CHECKF(!bad, "length %zu split at %zu", len, cut);
+    }
+    unsetenv("LODE_SHA_SW");
+    free(p);
 }
 
 static int collect(void *ctx, const uint8_t key[32], long pos)
@@ -391,6 +644,13 @@ static void t_model(void)
         CHECKF(reused == cases[i].want, "diverging at %ld: reused %ld, want %ld", cases[i].diverge,
                reused, cases[i].want);
     }
+    /* on top of a state that holds a prefix already (the snapshot goes through a buffer) */
+    seq_reset(c);
+    REQUIRE(pc_restore(pc, c, tok, 300, 0, &reused, NULL) == 0);
+    CHECK(reused == 256);
+    memset(&rep, 0, sizeof rep);
+    REQUIRE(pc_restore(pc, c, tok, N, 256, &reused, &rep) == 0);
+    CHECK(reused == 600 && rep.blocks_read == 1 && same_state(b, c));
     /* the whole sequence cached: one token is left to compute */
     seq_reset(c);
     REQUIRE(pc_restore(pc, c, tok, 600, 0, &reused, NULL) == 0);
@@ -406,6 +666,25 @@ static void t_model(void)
     memset(&rep, 0, sizeof rep);
     REQUIRE(pc_restore(pc, c, tok, N, 0, &reused, &rep) == 0);
     CHECK(reused == 512 && rep.failures == 1);
+    /* the threaded block reads (big restores; forced here): the same state, and a damaged
+     * block among them detected, dropped, a shorter prefix restored */
+    setenv("LODE_CACHE_PAR", "1", 1);
+    struct seq_state *c512;
+    REQUIRE(eng_state_new(e, &c512, 16) == 0);
+    seq_reset(c);
+    REQUIRE(pc_restore(pc, c, tok, N, 0, &reused, NULL) == 0);
+    CHECK(reused == 512);
+    REQUIRE(pc_restore(pc, c512, tok, N, 0, &reused, NULL) == 0);
+    CHECK(reused == 512 && same_state(c, c512));
+    pc_close(pc);
+    REQUIRE(corrupt_chunk(path, 1) == 0); /* entries newest first: snapshot 512, block 2 */
+    REQUIRE(pc_open(&pc, e, &po) == 0);
+    seq_reset(c);
+    memset(&rep, 0, sizeof rep);
+    REQUIRE(pc_restore(pc, c, tok, N, 0, &reused, &rep) == 0);
+    CHECK(reused == 256 && rep.failures == 1);
+    unsetenv("LODE_CACHE_PAR");
+    seq_free(c512);
     pc_close(pc);
 
     /* another checkpoint (same shapes, another precision) never reuses these states */
@@ -446,7 +725,11 @@ int main(void)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/lode-test-cache-%d", (int)getpid());
     mkdir(tmpdir, 0700);
     TEST_RUN(t_pieces);
+    TEST_RUN(t_pieces_inplace);
     TEST_RUN(t_store);
+    TEST_RUN(t_files);
+    TEST_RUN(t_crc_large);
+    TEST_RUN(t_sha_paths);
     TEST_RUN(t_snaps_and_lru);
     TEST_RUN(t_kill9);
     TEST_RUN(t_model);

@@ -34,9 +34,10 @@ struct eng_opts {
     int device;  /* CUDA device index for ENG_BACKEND_CUDA */
 };
 
-/* ENG_BACKEND_CUDA: eng_open also uploads the weights to the GPU and eng_forward runs there,
- * writing the new KV rows and DeltaNet states back into the (host) seq_state after each call,
- * so snapshots, serialization and the prefix cache work unchanged. */
+/* ENG_BACKEND_CUDA: eng_open also uploads the weights to the GPU and eng_forward runs there;
+ * the device then holds the sequence state (seqstate.h "device residency": the host copy is
+ * completed only when the host reads it), so snapshots, serialization and the prefix cache work
+ * unchanged (engine/model_cuda.h). */
 /* ENG_BACKEND_AUTO: CUDA when a device is present and the model fits (else the CPU, with a
  * warning naming why). */
 enum eng_backend { ENG_BACKEND_AUTO = -1, ENG_BACKEND_CPU = 0, ENG_BACKEND_CUDA = 1 };

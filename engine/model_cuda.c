@@ -15,12 +15,16 @@
 #include "engine/budget.h"
 #include "engine/model_impl.h"
 
+#include <limits.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ODD 8 /* experts per layer that may differ in precision from the rest */
 #define N_ACTS 17
+#define N_MIRRORS 4          /* host states held on the device at once (eng_forward dispatch) */
+#define DECODE_BUCKET0 1024L /* the smallest attention bound a decode step is planned for */
 
 struct gpu_layer {
     int full;
@@ -47,6 +51,21 @@ struct gpu_acts {
     float *zeros;   /* [T] router logits of a one-expert MoE (always selected, weight 1) */
 };
 
+/* A device copy of a host seq_state bound to it (seqstate.h device residency). */
+struct mirror {
+    struct engc *g;
+    struct engc_state *m; /* NULL until first used */
+    struct seq_state *s;  /* the bound host state; NULL when free */
+    uint64_t used;        /* LRU stamp */
+};
+
+/* The per-step scalars of a decode step: pinned on the host, copied to the device by the step
+ * itself (so a captured graph reads the new values at every replay). */
+struct step_scalars {
+    int32_t tok, pad;
+    long pos;
+};
+
 struct engc {
     struct eng *e;
     void *stream;
@@ -61,11 +80,17 @@ struct engc {
     long chunk;
     struct kcu_buf attn_work;
     float *last_row; /* the device row engc_argmax reads; NULL when none */
-    /* eng_forward dispatch: the device mirror of the host state used last */
-    struct engc_state *mirror;
-    const struct seq_state *m_s;
-    long m_pos, m_written;
-    uint32_t m_epoch;
+    /* eng_forward dispatch: host states whose newest copy is on the device */
+    struct mirror mir[N_MIRRORS];
+    uint64_t tick;
+    /* decode steps: scalars (struct step_scalars) on the device and pinned on the host, the
+     * last token's logits pinned on the host */
+    struct kcu_buf step;
+    struct step_scalars *hstep;
+    float *hlogits;
+    int step_pending; /* a step's copy of hstep may still be queued */
+    int graph_on;     /* capture decode steps into CUDA graphs (LODE_CUDA_GRAPH, tests) */
+    long n_captures, n_replays;
 };
 
 struct rewrite {
@@ -78,7 +103,9 @@ struct engc_state {
     int kv_type;
     long cap, pos, written;
     size_t row_bytes;                  /* one KV row (n_kv * head_dim elements) */
-    struct kcu_buf kv[SEQ_MAX_LAYERS]; /* full layers: K [cap] rows then V [cap] rows */
+    struct kcu_buf kv[SEQ_MAX_LAYERS]; /* full layers: K [lcap] rows then V [lcap] rows */
+    long lcap[SEQ_MAX_LAYERS];         /* rows of each layer's buffer; cap is the least */
+    unsigned long layout;              /* bumped whenever a KV buffer moves */
     float k_scale[SEQ_MAX_LAYERS], v_scale[SEQ_MAX_LAYERS];
     struct kcu_buf gdn; /* every DeltaNet layer's conv then recurrent state, layer order */
     float *conv[SEQ_MAX_LAYERS], *state[SEQ_MAX_LAYERS];
@@ -87,6 +114,12 @@ struct engc_state {
     uint64_t gen;
     struct rewrite *ev;
     size_t n_ev, cap_ev;
+    /* the decode step captured as a CUDA graph, valid while these stay the same */
+    void *graph;
+    unsigned long g_layout;
+    long g_bucket;
+    void *g_work;
+    unsigned long long g_epoch;
 };
 
 struct engc_snap {
@@ -329,12 +362,32 @@ static int alloc_acts(struct engc *g)
     return kcu_fill(g->A.zeros, 0, n[16] * sizeof(float));
 }
 
+static int release(struct seq_state *s);
+
 void engc_close(struct engc *g)
 {
     if (!g)
         return;
+    /* host states the device still holds come back to the host first */
+    for (int i = 0; i < N_MIRRORS; i++) {
+        if (g->mir[i].s && release(g->mir[i].s) < 0)
+            log_msg(LOG_WARN, "cuda engine: a sequence state is lost: %s", err_msg());
+        if (g->mir[i].s) { /* the copy failed: the state is left empty on the host */
+            struct seq_state *hs = g->mir[i].s;
+            hs->dev_ops = NULL;
+            hs->dev = NULL;
+            hs->host_kv = LONG_MAX;
+            hs->host_gdn = 1;
+            seq_reset(hs);
+            g->mir[i].s = NULL;
+        }
+    }
     kcu_sync(); /* nothing may still use what is freed below */
-    engc_state_free(g->mirror);
+    for (int i = 0; i < N_MIRRORS; i++)
+        engc_state_free(g->mir[i].m);
+    kcu_free(&g->step);
+    kcu_host_free(g->hstep);
+    kcu_host_free(g->hlogits);
     if (g->L)
         for (int l = 0; l < (int)g->e->ck.cfg.n_layers; l++)
             free_layer(&g->L[l]);
@@ -384,8 +437,14 @@ int engc_open(struct engc **out, struct eng *e, int dev)
         (rc = up_f32(g, e->final_norm, (long)c->hidden, "norm", &g->final_norm)) < 0 ||
         (rc = up_f32(g, e->rope_inv, (long)c->rotary_dim / 2, "rope", &g->rope_inv)) < 0 ||
         (rc = kcu_weight_upload(&g->lm_head, &e->lm_head, "lm_head")) < 0 ||
-        (rc = alloc_acts(g)) < 0)
+        (rc = alloc_acts(g)) < 0 ||
+        (rc = kcu_alloc(&g->step, sizeof(struct step_scalars), "decode step")) < 0 ||
+        (rc = kcu_host_alloc((void **)&g->hstep, sizeof *g->hstep)) < 0 ||
+        (rc = kcu_host_alloc((void **)&g->hlogits, (size_t)c->vocab * sizeof(float))) < 0)
         goto fail;
+    memset(g->hstep, 0, sizeof *g->hstep);
+    const char *ge = getenv("LODE_CUDA_GRAPH");
+    g->graph_on = !(ge && !strcmp(ge, "0"));
     /* kcu_upload / kcu_fill drain the device themselves; this also reports a fault of any
      * earlier asynchronous work before the engine is handed out */
     if ((rc = kcu_sync()) < 0)
@@ -421,7 +480,9 @@ static int record_write(struct engc_state *s, long pos, long n)
     return 0;
 }
 
-/* Grows every full layer's K/V to at least cap rows, keeping rows [0, written). */
+/* Grows every full layer's K/V to at least cap rows, keeping rows [0, written). Layer by layer
+ * (the peak is one layer's old and new buffers); a failure half-way leaves the grown layers
+ * consistent (each knows its own rows) and a retry continues from there. */
 static int state_reserve(struct engc_state *s, long cap)
 {
     if (cap <= s->cap)
@@ -434,14 +495,15 @@ static int state_reserve(struct engc_state *s, long cap)
     eng_state_dims(s->g->e, &d);
     int rc;
     for (int l = 0; l < d.n_layers; l++) {
-        if (!d.is_full[l])
+        if (!d.is_full[l] || s->lcap[l] >= cap)
             continue;
         struct kcu_buf nb = { 0 };
         char what[48];
         snprintf(what, sizeof what, "layer %d KV cache (%ld tokens)", l, nc);
         if ((rc = kcu_alloc(&nb, 2 * half, what)) < 0)
             return rc;
-        size_t keep = (size_t)s->written * s->row_bytes, old_half = (size_t)s->cap * s->row_bytes;
+        size_t keep = (size_t)s->written * s->row_bytes;
+        size_t old_half = (size_t)s->lcap[l] * s->row_bytes;
         if (keep && s->kv[l].ptr &&
             ((rc = kcu_copy(nb.ptr, s->kv[l].ptr, keep, s->g->stream)) < 0 ||
              (rc = kcu_copy((char *)nb.ptr + half, (char *)s->kv[l].ptr + old_half, keep,
@@ -455,15 +517,21 @@ static int state_reserve(struct engc_state *s, long cap)
         }
         kcu_free(&s->kv[l]);
         s->kv[l] = nb;
+        s->lcap[l] = nc;
+        s->layout++;
     }
-    s->cap = nc;
+    long least = nc;
+    for (int l = 0; l < d.n_layers; l++)
+        if (d.is_full[l] && s->lcap[l] < least)
+            least = s->lcap[l];
+    s->cap = least;
     return 0;
 }
 
 static void *k_rows(const struct engc_state *s, int l) { return s->kv[l].ptr; }
 static void *v_rows(const struct engc_state *s, int l)
 {
-    return (char *)s->kv[l].ptr + (size_t)s->cap * s->row_bytes;
+    return (char *)s->kv[l].ptr + (size_t)s->lcap[l] * s->row_bytes;
 }
 
 void engc_state_free(struct engc_state *s)
@@ -471,6 +539,7 @@ void engc_state_free(struct engc_state *s)
     if (!s)
         return;
     kcu_sync();
+    kcu_graph_free(s->graph);
     for (int l = 0; l < SEQ_MAX_LAYERS; l++)
         kcu_free(&s->kv[l]);
     kcu_free(&s->gdn);
@@ -567,7 +636,10 @@ static int attn_work(struct engc *g, const struct kern_attn *a, void **work, siz
     return 0;
 }
 
-static int attention(struct engc *g, struct gpu_layer *G, int l, struct engc_state *s, long T)
+/* A decode step (dpos non-NULL) reads its position from the device and plans the attention
+ * split for `bound` positions, so that one captured launch serves every position below it. */
+static int attention(struct engc *g, struct gpu_layer *G, int l, struct engc_state *s, long T,
+                     const long *dpos, long bound)
 {
     const struct mcfg *c = &g->e->ck.cfg;
     struct gpu_acts *A = &g->A;
@@ -601,9 +673,10 @@ static int attention(struct engc *g, struct gpu_layer *G, int l, struct engc_sta
         .kv_type = s->kv_type,
         .k_cache = k_rows(s, l),
         .v_cache = v_rows(s, l),
-        .cap = s->cap,
+        .cap = s->lcap[l],
         .k_scale = s->k_scale[l],
         .v_scale = s->v_scale[l],
+        .dpos = dpos,
     };
     if ((rc = kcs_attn_prep(&p, g->stream)) < 0)
         return rc;
@@ -612,7 +685,7 @@ static int attention(struct engc *g, struct gpu_layer *G, int l, struct engc_sta
         .n_kv = nkv,
         .head_dim = hd,
         .T = T,
-        .pos0 = s->pos,
+        .pos0 = dpos ? bound - 1 : s->pos,
         .q = qg,
         .q_tok = qo,
         .q_head = qstride,
@@ -630,7 +703,9 @@ static int attention(struct engc *g, struct gpu_layer *G, int l, struct engc_sta
         return rc;
     /* the output gate is the second half of each q_proj head, fused into the epilogue */
     const float *gate = c->attn_output_gate ? qg + hd : NULL;
-    if ((rc = kcs_attention(&a, gate, qo, qstride, work, wbytes, g->stream)) < 0)
+    rc = dpos ? kcs_attention_dpos(&a, dpos, gate, qo, qstride, work, wbytes, g->stream)
+              : kcs_attention(&a, gate, qo, qstride, work, wbytes, g->stream);
+    if (rc < 0)
         return rc;
     return kcu_matmul(&G->o, A->z, T, A->y, g->stream);
 }
@@ -742,39 +817,169 @@ static int moe(struct engc *g, struct gpu_layer *G, long T)
     return 0;
 }
 
-static int forward_chunk(struct engc *g, struct engc_state *s, const int32_t *tok, long T,
-                         float *dlogits, int all)
+/* Enqueues the layers for T tokens whose ids are on the device at dtok, at the state's position
+ * (or, for a decode step, at the position in device word dpos, below `bound`), then the final
+ * norm and the head into dlogits (NULL: no head). Nothing here synchronises or allocates once the
+ * attention work is sized, so a decode step can be captured. */
+static int enqueue_forward(struct engc *g, struct engc_state *s, const int32_t *dtok, long T,
+                           const long *dpos, long bound, float *dlogits, int all)
 {
     const struct mcfg *c = &g->e->ck.cfg;
     struct gpu_acts *A = &g->A;
     long H = (long)c->hidden;
     float eps = (float)c->rms_eps;
     int rc;
-    if ((rc = state_reserve(s, s->pos + T)) < 0 || (rc = record_write(s, s->pos, T)) < 0)
-        return rc;
-    /* the previous chunk's kernels may still read the token buffer: ordered on the stream */
-    if ((rc = kcm_h2d(A->tok, tok, (size_t)T * sizeof *tok, g->stream)) < 0 ||
-        (rc = kcm_embed(A->x, g->embed, g->e->embed_type, (long)c->vocab, H, A->tok, T,
-                        g->stream)) < 0)
+    if ((rc = kcm_embed(A->x, g->embed, g->e->embed_type, (long)c->vocab, H, dtok, T, g->stream)) <
+        0)
         return rc;
     for (int l = 0; l < (int)c->n_layers; l++) {
         struct gpu_layer *G = &g->L[l];
         if ((rc = kcm_rmsnorm(A->h, H, A->x, H, G->in_norm, T, H, eps, g->stream)) < 0)
             return err_prefix(rc, "layer %d", l);
-        rc = G->full ? attention(g, G, l, s, T) : deltanet(g, G, l, s, T);
+        rc = G->full ? attention(g, G, l, s, T, dpos, bound) : deltanet(g, G, l, s, T);
         if (rc < 0 || (rc = kcm_add(A->x, A->y, (size_t)T * H, g->stream)) < 0 ||
             (rc = kcm_rmsnorm(A->h, H, A->x, H, G->post_norm, T, H, eps, g->stream)) < 0)
             return err_prefix(rc, "layer %d", l);
         if ((rc = moe(g, G, T)) < 0 || (rc = kcm_add(A->x, A->y, (size_t)T * H, g->stream)) < 0)
             return err_prefix(rc, "layer %d moe", l);
     }
-    s->pos += T;
     if (!dlogits)
         return 0;
     long r0 = all ? 0 : T - 1, nr = T - r0;
     if ((rc = kcm_rmsnorm(A->h, H, A->x + r0 * H, H, g->final_norm, nr, H, eps, g->stream)) < 0)
         return rc;
     return kcu_matmul(&g->lm_head, A->h, nr, dlogits, g->stream);
+}
+
+static int forward_chunk(struct engc *g, struct engc_state *s, const int32_t *tok, long T,
+                         float *dlogits, int all)
+{
+    int rc;
+    if ((rc = state_reserve(s, s->pos + T)) < 0 || (rc = record_write(s, s->pos, T)) < 0)
+        return rc;
+    /* the previous chunk's kernels may still read the token buffer: ordered on the stream */
+    if ((rc = kcm_h2d(g->A.tok, tok, (size_t)T * sizeof *tok, g->stream)) < 0 ||
+        (rc = enqueue_forward(g, s, g->A.tok, T, NULL, 0, dlogits, all)) < 0)
+        return rc;
+    s->pos += T;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- decode step (CUDA graph) */
+
+/* The attention bound a decode step at `pos` is planned for: powers of two from
+ * DECODE_BUCKET0, so a long generation re-captures its graph a handful of times. */
+static long decode_bound(long pos)
+{
+    long b = DECODE_BUCKET0;
+    while (b < pos + 1 && b <= LONG_MAX / 2)
+        b *= 2;
+    return b;
+}
+
+/* Sizes the attention work for `bound` before anything is captured (growing synchronises). */
+static int decode_work(struct engc *g, const struct engc_state *s, long bound)
+{
+    const struct mcfg *c = &g->e->ck.cfg;
+    struct kern_attn a = {
+        .n_q = (int)c->n_heads,
+        .n_kv = (int)c->n_kv_heads,
+        .head_dim = (int)c->head_dim,
+        .T = 1,
+        .pos0 = bound - 1,
+        .kv_type = s->kv_type,
+        .k_scale = 1,
+        .v_scale = 1,
+    };
+    void *work;
+    size_t bytes;
+    return attn_work(g, &a, &work, &bytes);
+}
+
+/* One decode step as the graph holds it: the step's scalars to the device, the layers, the
+ * logits to pinned host memory. */
+static int enqueue_step(struct engc *g, struct engc_state *s, long bound, int head)
+{
+    const struct mcfg *c = &g->e->ck.cfg;
+    const int32_t *dtok = g->step.ptr;
+    const long *dpos = (const long *)((char *)g->step.ptr + offsetof(struct step_scalars, pos));
+    int rc;
+    if ((rc = kcu_copy_async(g->step.ptr, g->hstep, sizeof *g->hstep, g->stream)) < 0 ||
+        (rc = enqueue_forward(g, s, dtok, 1, dpos, bound, head ? g->A.logits : NULL, 0)) < 0)
+        return rc;
+    if (head)
+        rc = kcu_copy_async(g->hlogits, g->A.logits, (size_t)c->vocab * sizeof(float), g->stream);
+    return rc;
+}
+
+/* Records the decode step of s at bound into s->graph. A failure is not an error of the step
+ * (it already ran eagerly): graphs are switched off with a warning. */
+static void capture(struct engc *g, struct engc_state *s, long bound)
+{
+    kcu_graph_free(s->graph);
+    s->graph = NULL;
+    unsigned long long epoch = kcu_alloc_epoch();
+    void *exec = NULL;
+    int rc = kcu_capture_begin(g->stream);
+    if (rc == 0)
+        rc = kcu_capture_end(g->stream, enqueue_step(g, s, bound, 1) == 0, &exec);
+    if (rc == 0 && epoch != kcu_alloc_epoch())
+        rc = err_set(ERR_IO, "a buffer was reallocated during the capture");
+    if (rc < 0) {
+        kcu_graph_free(exec);
+        log_msg(LOG_WARN, "cuda graph: %s; decoding without graphs", err_msg());
+        g->graph_on = 0;
+        return;
+    }
+    s->graph = exec;
+    s->g_layout = s->layout;
+    s->g_bucket = bound;
+    s->g_work = g->attn_work.ptr;
+    s->g_epoch = epoch;
+    g->n_captures++;
+}
+
+/* One token at s->pos with no host synchronisation but the logits copy: the position and the
+ * token travel as device scalars, so the step replays as a CUDA graph (captured the first time
+ * a shape is seen: the state's KV capacity, the attention bound, the scratch buffers). Graph
+ * and eager steps run the same launches, so their results are identical. */
+static int decode_step(struct engc *g, struct engc_state *s, int32_t tok, float *logits)
+{
+    long V = (long)g->e->ck.cfg.vocab;
+    int rc;
+    if ((rc = state_reserve(s, s->pos + 1)) < 0 || (rc = record_write(s, s->pos, 1)) < 0)
+        return rc;
+    long bound = decode_bound(s->pos);
+    if ((rc = decode_work(g, s, bound)) < 0)
+        return rc;
+    /* the previous step's copy from hstep may still be queued (a step without logits) */
+    if (g->step_pending && (rc = kcu_stream_sync(g->stream)) < 0)
+        return rc;
+    g->step_pending = 0;
+    g->hstep->tok = tok;
+    g->hstep->pos = s->pos;
+    int head = logits != NULL, graph = head && g->graph_on;
+    if (graph && s->graph && s->g_layout == s->layout && s->g_bucket == bound &&
+        s->g_work == g->attn_work.ptr && s->g_epoch == kcu_alloc_epoch()) {
+        rc = kcu_graph_launch(s->graph, g->stream);
+        g->n_replays++;
+    } else {
+        rc = enqueue_step(g, s, bound, head);
+        if (rc == 0 && graph)
+            capture(g, s, bound);
+    }
+    if (rc < 0)
+        return rc;
+    g->step_pending = 1;
+    s->pos++;
+    g->last_row = head ? g->A.logits : NULL;
+    if (!head)
+        return 0;
+    if ((rc = kcu_stream_sync(g->stream)) < 0)
+        return rc;
+    g->step_pending = 0;
+    memcpy(logits, g->hlogits, (size_t)V * sizeof(float));
+    return 0;
 }
 
 int engc_forward(struct engc *g, struct engc_state *s, const int32_t *tokens, long T, float *logits,
@@ -788,6 +993,8 @@ int engc_forward(struct engc *g, struct engc_state *s, const int32_t *tokens, lo
             return err_set(ERR_INVAL, "token %ld: id %d is outside the vocabulary (0..%ld)", t,
                            tokens[t], V - 1);
     g->last_row = NULL;
+    if (T == 1)
+        return decode_step(g, s, tokens[0], logits);
     long done = 0;
     while (done < T) {
         long n = T - done < g->chunk ? T - done : g->chunk;
@@ -807,6 +1014,16 @@ int engc_forward(struct engc *g, struct engc_state *s, const int32_t *tokens, lo
         done += n;
     }
     return 0;
+}
+
+void engc_set_graph(struct engc *g, int on) { g->graph_on = on != 0; }
+
+void engc_graph_stats(const struct engc *g, long *captures, long *replays)
+{
+    if (captures)
+        *captures = g->n_captures;
+    if (replays)
+        *replays = g->n_replays;
 }
 
 int engc_argmax(struct engc *g, int32_t *tok)
@@ -840,40 +1057,70 @@ static int same_shape(struct engc *g, const struct engc_state *s, const struct s
     return 0;
 }
 
-/* KV rows [from, s->pos) and the DeltaNet states into out (already reserved). */
-static int download_from(struct engc *g, const struct engc_state *s, struct seq_state *out,
-                         long from)
+/* Moves KV rows [from, to) of every full layer, and the DeltaNet states when gdn, between the
+ * device state s and the host state h (up: host to device). Both hold at least `to` rows. */
+static int xfer(struct engc *g, struct engc_state *s, struct seq_state *h, long from, long to,
+                int gdn, int up)
 {
     int rc;
-    size_t off = (size_t)from * s->row_bytes, rows = (size_t)(s->pos - from) * s->row_bytes;
-    for (int l = 0; l < out->d.n_layers; l++) {
-        if (out->d.is_full[l]) {
-            out->layer[l].k_scale = s->k_scale[l];
-            out->layer[l].v_scale = s->v_scale[l];
-            if ((rc = kcm_d2h(out->layer[l].k + off, (char *)k_rows(s, l) + off, rows, g->stream)) <
-                    0 ||
-                (rc = kcm_d2h(out->layer[l].v + off, (char *)v_rows(s, l) + off, rows, g->stream)) <
-                    0)
-                return rc;
-        } else if ((rc = kcm_d2h(out->layer[l].conv, s->conv[l], s->conv_floats * 4, g->stream)) <
-                       0 ||
-                   (rc = kcm_d2h(out->layer[l].state, s->state[l], s->state_floats * 4,
-                                 g->stream)) < 0) {
-            return rc;
+    size_t off = (size_t)from * s->row_bytes;
+    size_t rows = to > from ? (size_t)(to - from) * s->row_bytes : 0;
+    for (int l = 0; l < h->d.n_layers; l++) {
+        struct seq_layer *L = &h->layer[l];
+        if (h->d.is_full[l]) {
+            char *dk = (char *)k_rows(s, l) + off, *dv = (char *)v_rows(s, l) + off;
+            if (!rows)
+                continue;
+            rc = up ? kcm_h2d(dk, L->k + off, rows, g->stream)
+                    : kcm_d2h(L->k + off, dk, rows, g->stream);
+            if (rc == 0)
+                rc = up ? kcm_h2d(dv, L->v + off, rows, g->stream)
+                        : kcm_d2h(L->v + off, dv, rows, g->stream);
+        } else if (gdn) {
+            size_t cb = s->conv_floats * 4, sb = s->state_floats * 4;
+            rc = up ? kcm_h2d(s->conv[l], L->conv, cb, g->stream)
+                    : kcm_d2h(L->conv, s->conv[l], cb, g->stream);
+            if (rc == 0)
+                rc = up ? kcm_h2d(s->state[l], L->state, sb, g->stream)
+                        : kcm_d2h(L->state, s->state[l], sb, g->stream);
+        } else {
+            rc = 0;
         }
+        if (rc < 0)
+            return rc;
     }
     return 0;
+}
+
+/* The host state's FP8 scales on the device state (a deserialized state brings its own). */
+static void take_scales(struct engc_state *s, const struct seq_state *h)
+{
+    for (int l = 0; l < h->d.n_layers; l++) {
+        if (!h->d.is_full[l])
+            continue;
+        if (s->k_scale[l] != h->layer[l].k_scale || s->v_scale[l] != h->layer[l].v_scale) {
+            kcu_graph_free(s->graph); /* the scales are launch parameters */
+            s->graph = NULL;
+        }
+        s->k_scale[l] = h->layer[l].k_scale;
+        s->v_scale[l] = h->layer[l].v_scale;
+    }
 }
 
 int engc_state_download(struct engc *g, const struct engc_state *s, struct seq_state *out)
 {
     int rc = same_shape(g, s, out, "cuda state download");
-    if (rc < 0)
+    /* out's host copy is overwritten whole: a device that held it keeps nothing of use */
+    if (rc < 0 || (rc = seq_host_write(out, 0, 1)) < 0)
         return rc;
     seq_reset(out);
     if ((rc = seq_reserve(out, s->pos > 0 ? s->pos : 1)) < 0 ||
-        (rc = download_from(g, s, out, 0)) < 0)
+        (rc = xfer(g, (struct engc_state *)s, out, 0, s->pos, 1, 0)) < 0)
         return rc;
+    for (int l = 0; l < out->d.n_layers; l++) {
+        out->layer[l].k_scale = s->k_scale[l];
+        out->layer[l].v_scale = s->v_scale[l];
+    }
     /* the rows [0, pos) are a new timeline for out: older host snapshots go stale */
     seq_will_write(out, 0, s->pos);
     out->pos = s->pos;
@@ -883,24 +1130,14 @@ int engc_state_download(struct engc *g, const struct engc_state *s, struct seq_s
 int engc_state_upload(struct engc *g, struct engc_state *s, const struct seq_state *in)
 {
     int rc = same_shape(g, s, in, "cuda state upload");
-    if (rc < 0 || (rc = state_reserve(s, in->pos > 0 ? in->pos : 1)) < 0 ||
+    /* a state some device holds is completed on the host first (not a change of its contents) */
+    if (rc < 0 || (in->dev_ops && (rc = seq_host_sync((struct seq_state *)in)) < 0) ||
+        (rc = state_reserve(s, in->pos > 0 ? in->pos : 1)) < 0 ||
         (rc = record_write(s, 0, in->pos)) < 0)
         return rc;
-    size_t rows = (size_t)in->pos * s->row_bytes;
-    for (int l = 0; l < in->d.n_layers; l++) {
-        if (in->d.is_full[l]) {
-            s->k_scale[l] = in->layer[l].k_scale;
-            s->v_scale[l] = in->layer[l].v_scale;
-            if ((rc = kcm_h2d(k_rows(s, l), in->layer[l].k, rows, g->stream)) < 0 ||
-                (rc = kcm_h2d(v_rows(s, l), in->layer[l].v, rows, g->stream)) < 0)
-                return rc;
-        } else if ((rc = kcm_h2d(s->conv[l], in->layer[l].conv, s->conv_floats * 4, g->stream)) <
-                       0 ||
-                   (rc = kcm_h2d(s->state[l], in->layer[l].state, s->state_floats * 4, g->stream)) <
-                       0) {
-            return rc;
-        }
-    }
+    take_scales(s, in);
+    if ((rc = xfer(g, s, (struct seq_state *)in, 0, in->pos, 1, 1)) < 0)
+        return rc;
     s->pos = in->pos;
     return 0;
 }
@@ -957,7 +1194,172 @@ void engc_snap_free(struct engc_snap *sn)
     free(sn);
 }
 
-/* ---------------------------------------------------------------- eng_forward dispatch */
+/* ---------------------------------------------------------------- device residency
+ *
+ * eng_forward on the device binds the host seq_state to a mirror (seqstate.h: dev_ops, dev):
+ * from then on the newest KV rows and DeltaNet states are on the device, the host copy is
+ * completed only when the host reads it (mir_pull), snapshots are device copies (mir_snap), and
+ * a state the device forgets (another state needs the mirror, the engine closes) is completed on
+ * the host first. */
+
+struct dsnap {
+    struct kcu_buf b;
+};
+
+static int mir_pull(void *dev, struct seq_state *s)
+{
+    struct mirror *mr = dev;
+    struct engc_state *m = mr->m;
+    long from = s->host_kv, to = s->written;
+    if (from < to && (s->dev_kv < to || to > m->cap || to > s->cap))
+        return err_set(ERR_INVAL, "cuda state: KV rows %ld..%ld are held neither here nor there",
+                       from, to - 1);
+    return xfer(mr->g, m, s, from < to ? from : 0, from < to ? to : 0, !s->host_gdn, 0);
+}
+
+static int mir_snap(void *dev, struct seq_state *s, void **h)
+{
+    struct mirror *mr = dev;
+    struct engc_state *m = mr->m;
+    struct dsnap *d = calloc(1, sizeof *d);
+    if (!d)
+        return err_set(ERR_NOMEM, "out of memory");
+    int rc = 0;
+    if (m->gdn.bytes && ((rc = kcu_alloc(&d->b, m->gdn.bytes, "snapshot")) < 0 ||
+                         (rc = kcu_copy(d->b.ptr, m->gdn.ptr, m->gdn.bytes, mr->g->stream)) < 0)) {
+        kcu_free(&d->b);
+        free(d);
+        return err_prefix(rc, "cuda snapshot");
+    }
+    *h = d;
+    return 0;
+}
+
+static int mir_restore(void *dev, struct seq_state *s, const void *h)
+{
+    struct mirror *mr = dev;
+    struct engc_state *m = mr->m;
+    const struct dsnap *d = h;
+    if (d->b.bytes != m->gdn.bytes)
+        return err_set(ERR_INVAL, "cuda restore: the snapshot has %zu bytes, the state %zu",
+                       d->b.bytes, m->gdn.bytes);
+    return kcu_copy(m->gdn.ptr, d->b.ptr, m->gdn.bytes, mr->g->stream);
+}
+
+static int mir_snap_read(const void *h, float *dst, size_t n)
+{
+    const struct dsnap *d = h;
+    if (n * sizeof(float) != (d->b.ptr ? d->b.bytes : 0))
+        return err_set(ERR_INVAL, "cuda snapshot: %zu floats wanted, %zu bytes held", n,
+                       d->b.bytes);
+    return n ? kcm_d2h(dst, d->b.ptr, n * sizeof(float), kcu_stream()) : 0;
+}
+
+static void mir_snap_free(void *h)
+{
+    struct dsnap *d = h;
+    if (d->b.ptr)
+        kcu_sync(); /* a queued copy may still read or write it */
+    kcu_free(&d->b);
+    free(d);
+}
+
+static void mir_unbind(void *dev, struct seq_state *s)
+{
+    struct mirror *mr = dev;
+    if (mr->s == s)
+        mr->s = NULL;
+}
+
+static const struct seq_dev_ops mir_ops = {
+    .pull = mir_pull,
+    .snap = mir_snap,
+    .restore = mir_restore,
+    .snap_read = mir_snap_read,
+    .snap_free = mir_snap_free,
+    .unbind = mir_unbind,
+};
+
+/* Completes s on the host and unbinds it from its device. */
+static int release(struct seq_state *s)
+{
+    int rc = seq_host_sync(s);
+    if (rc < 0)
+        return rc;
+    if (s->dev_ops)
+        s->dev_ops->unbind(s->dev, s);
+    s->dev_ops = NULL;
+    s->dev = NULL;
+    s->host_kv = LONG_MAX;
+    s->host_gdn = 1;
+    s->dev_kv = 0;
+    s->dev_gdn = 0;
+    return 0;
+}
+
+/* Out of device memory: the other mirrors' states go back to the host and their device copies
+ * are freed. Answers how many were freed. */
+static int drop_others(struct engc *g, const struct mirror *keep)
+{
+    int n = 0;
+    for (int i = 0; i < N_MIRRORS; i++) {
+        struct mirror *x = &g->mir[i];
+        if (x == keep || !x->m || (x->s && release(x->s) < 0))
+            continue;
+        engc_state_free(x->m);
+        x->m = NULL;
+        n++;
+    }
+    return n;
+}
+
+/* Binds s to a mirror of g: a free one (of s's KV type first), else the least recently used one,
+ * whose state goes back to the host. */
+static int bind(struct engc *g, struct seq_state *s, struct mirror **out)
+{
+    int rc;
+    if (s->dev_ops && (rc = release(s)) < 0) /* another engine held it */
+        return rc;
+    struct mirror *mr = NULL;
+    for (int pass = 0; pass < 3 && !mr; pass++)
+        for (int i = 0; i < N_MIRRORS && !mr; i++) {
+            struct mirror *x = &g->mir[i];
+            if (!x->s && (pass == 0 ? x->m && x->m->kv_type == s->kv_type : pass == 1 ? !x->m : 1))
+                mr = x;
+        }
+    if (!mr) {
+        mr = &g->mir[0];
+        for (int i = 1; i < N_MIRRORS; i++)
+            if (g->mir[i].used < mr->used)
+                mr = &g->mir[i];
+        if ((rc = release(mr->s)) < 0)
+            return rc;
+    }
+    if (mr->m && mr->m->kv_type != s->kv_type) {
+        engc_state_free(mr->m);
+        mr->m = NULL;
+    }
+    if (!mr->m) {
+        rc = state_new(g, &mr->m, lmax(s->cap, 256), s->kv_type);
+        if (rc == ERR_NOMEM && drop_others(g, mr) > 0)
+            rc = state_new(g, &mr->m, lmax(s->cap, 256), s->kv_type);
+        if (rc < 0)
+            return rc;
+    }
+    struct engc_state *m = mr->m;
+    m->pos = 0;
+    m->written = 0;
+    m->n_ev = 0;
+    take_scales(m, s);
+    mr->g = g;
+    mr->s = s;
+    s->dev_ops = &mir_ops;
+    s->dev = mr;
+    s->dev_kv = 0;
+    s->dev_gdn = 0;
+    *out = mr;
+    return 0;
+}
 
 int engc_attach(struct eng *e)
 {
@@ -991,36 +1393,47 @@ int engc_eng_forward(struct eng *e, struct seq_state *s, const int32_t *tokens, 
         if (tokens[t] < 0 || tokens[t] >= V)
             return err_set(ERR_INVAL, "token %ld: id %d is outside the vocabulary (0..%ld)", t,
                            tokens[t], V - 1);
-    if (g->mirror && g->mirror->kv_type != s->kv_type) {
-        engc_state_free(g->mirror);
-        g->mirror = NULL;
-    }
-    if (!g->mirror) {
-        /* the host state's KV type (a deserialized state may differ from the options') */
-        if ((rc = state_new(g, &g->mirror, lmax(s->cap, 256), s->kv_type)) < 0)
-            return rc;
-        g->m_s = NULL;
-    }
-    struct engc_state *m = g->mirror;
-    /* the host state is the truth: anything that moved it since our last step re-uploads */
-    if (g->m_s != s || g->m_pos != s->pos || g->m_epoch != s->epoch || g->m_written != s->written) {
-        g->m_s = NULL;
-        if ((rc = engc_state_upload(g, m, s)) < 0)
-            return rc;
-    }
+    if (T == 0)
+        return 0;
+    struct mirror *mr = s->dev_ops == &mir_ops ? s->dev : NULL;
+    if (mr && mr->g != g)
+        mr = NULL; /* another engine's: bind() moves it */
+    if (!mr && (rc = bind(g, s, &mr)) < 0)
+        return rc;
+    mr->used = ++g->tick;
+    struct engc_state *m = mr->m;
     long p0 = s->pos;
     if ((rc = seq_reserve(s, p0 + T)) < 0)
         return rc;
-    g->m_s = NULL; /* until the write-back below completes */
+    rc = state_reserve(m, p0 + T);
+    if (rc == ERR_NOMEM && drop_others(g, mr) > 0)
+        rc = state_reserve(m, p0 + T);
+    if (rc < 0)
+        return rc;
+    /* what the device lacks of rows [0, p0) and the DeltaNet states comes from the host */
+    if (s->dev_kv < p0 || !s->dev_gdn) {
+        long from = s->dev_kv < p0 ? s->dev_kv : p0;
+        if ((from < p0 && s->host_kv < p0) || (!s->dev_gdn && !s->host_gdn))
+            return err_set(ERR_INVAL, "cuda forward: the state is held neither here nor there");
+        if ((rc = xfer(g, m, s, from, p0, !s->dev_gdn, 1)) < 0)
+            return rc;
+        s->dev_kv = p0;
+        s->dev_gdn = 1;
+    }
+    m->pos = p0;
+    m->written = p0;
+    m->n_ev = 0;
+    seq_will_write(s, p0, T);
+    /* from here on the device holds the newest states (a failed step leaves them undefined, as
+     * on the CPU) */
+    s->host_gdn = 0;
+    if (s->host_kv > p0)
+        s->host_kv = p0;
     if ((rc = engc_forward(g, m, tokens, T, logits, all)) < 0)
         return rc;
-    seq_will_write(s, p0, T);
-    if ((rc = download_from(g, m, s, p0)) < 0)
-        return rc;
+    s->dev_kv = p0 + T;
     s->pos = m->pos;
-    g->m_s = s;
-    g->m_pos = s->pos;
-    g->m_epoch = s->epoch;
-    g->m_written = s->written;
     return 0;
 }
+
+struct engc *engc_of(const struct eng *e) { return e->gpu; }

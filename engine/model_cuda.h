@@ -52,9 +52,18 @@ int engc_state_reset(struct engc_state *s);
 
 /* eng_forward on the device: consumes T tokens at the state's position, in chunks of the
  * engine's o.chunk tokens, and copies the logits to the host once per call (the last token's
- * [vocab], or every token's [T][vocab] when all != 0; logits NULL skips the head). */
+ * [vocab], or every token's [T][vocab] when all != 0; logits NULL skips the head).
+ * One token (a decode step) runs with its token id and position as device scalars and waits
+ * only for the logits copy; with logits it is captured once per shape (the state's KV
+ * capacity, an attention bound that doubles from 1024 positions, the scratch buffers) into a
+ * CUDA graph and replayed. Graph and eager steps run the same launches: identical results.
+ * LODE_CUDA_GRAPH=0 in the environment (or engc_set_graph) runs them eagerly. */
 int engc_forward(struct engc *g, struct engc_state *s, const int32_t *tokens, long T, float *logits,
                  int all);
+/* Decode steps through CUDA graphs (on) or eagerly (off); graphs captured so far are kept. */
+void engc_set_graph(struct engc *g, int on);
+/* Graphs captured and replayed since engc_open (tests, bench). */
+void engc_graph_stats(const struct engc *g, long *captures, long *replays);
 /* Greedy decode helper: the argmax token of the last forward's last row, computed on the device
  * (one int copied back). Valid after an engc_forward with logits requested. */
 int engc_argmax(struct engc *g, int32_t *tok);
@@ -82,11 +91,16 @@ int engc_attach(struct eng *e);
 int engc_backend_of(const struct eng *e);
 /* Frees e->gpu (NULL allowed). */
 void engc_detach(struct eng *e);
-/* eng_forward's semantics on the device. The host state stays the truth: a device mirror of
- * the last state used is kept; when the host state was changed since (another state, a
- * restore, an import), the mirror is re-uploaded; after the step the new KV rows and the
- * DeltaNet states are copied back into s. */
+/* eng_forward's semantics on the device. The device owns the state while it runs it: s is bound
+ * to a device copy (seqstate.h "device residency"; up to 4 states at once, the least recently
+ * used one goes back to the host when a fifth comes), only the logits come back after a step,
+ * and s's host arrays are stale until something on the host reads them (serialize, export, the
+ * CPU engine), which copies what is missing from the device. Snapshots of s stay on the device
+ * (seq_snapshot / seq_restore copy device to device); a restore of a host snapshot, an import or
+ * a reset makes the next step upload what changed. */
 int engc_eng_forward(struct eng *e, struct seq_state *s, const int32_t *tokens, long T,
                      float *logits, int all);
+/* e's device engine (NULL on the CPU): for engc_set_graph / engc_graph_stats. */
+struct engc *engc_of(const struct eng *e);
 
 #endif

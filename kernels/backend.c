@@ -55,6 +55,27 @@ int kcu_copy(void *dst_dev, const void *src_dev, size_t bytes, void *stream)
 double kcu_peak_gbps(void) { return 0; }
 int kcu_mem_info(size_t *free_bytes, size_t *total_bytes) { return kcu_no_cuda("cuda mem info"); }
 int kcu_scratch(size_t bytes, void **out) { return kcu_no_cuda("cuda scratch"); }
+int kcu_host_alloc(void **out, size_t bytes)
+{
+    *out = NULL;
+    return kcu_no_cuda("cuda pinned memory");
+}
+void kcu_host_free(void *p) {}
+int kcu_copy_async(void *dst, const void *src, size_t bytes, void *stream)
+{
+    return kcu_no_cuda("cuda copy");
+}
+int kcu_stream_sync(void *stream) { return kcu_no_cuda("cuda sync"); }
+int kcu_capture_begin(void *stream) { return kcu_no_cuda("cuda graph"); }
+int kcu_capture_end(void *stream, int ok, void **exec)
+{
+    *exec = NULL;
+    return kcu_no_cuda("cuda graph");
+}
+int kcu_graph_launch(void *exec, void *stream) { return kcu_no_cuda("cuda graph"); }
+void kcu_graph_free(void *exec) {}
+unsigned long long kcu_alloc_epoch(void) { return 0; }
+void kcu_epoch_bump(void) {}
 
 int kcu_weight_upload(struct kcu_weight *dw, const struct kern_weight *w, const char *name)
 {
@@ -116,6 +137,11 @@ int kcs_attn_prep(const struct kcs_attn_prep *p, void *stream)
 size_t kcs_attention_work_bytes(const struct kern_attn *a) { return 0; }
 int kcs_attention(const struct kern_attn *a, const float *gate, long g_tok, long g_head, void *work,
                   size_t work_bytes, void *stream)
+{
+    return no_cuda_seq("cuda attention");
+}
+int kcs_attention_dpos(const struct kern_attn *a, const long *dpos, const float *gate, long g_tok,
+                       long g_head, void *work, size_t work_bytes, void *stream)
 {
     return no_cuda_seq("cuda attention");
 }

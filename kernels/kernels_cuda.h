@@ -62,6 +62,29 @@ int kcu_mem_info(size_t *free_bytes, size_t *total_bytes);
  * device first); valid until the next kcu_scratch call. For one stream at a time. */
 int kcu_scratch(size_t bytes, void **out);
 
+/* ---- asynchronous copies and CUDA graphs (the engine's decode step, engine/model_cuda.c) */
+
+/* Pinned (page-locked) host memory: copies from and to it are truly asynchronous and may be
+ * captured into a graph. kcu_host_free accepts NULL. */
+int kcu_host_alloc(void **out, size_t bytes);
+void kcu_host_free(void *p);
+/* cudaMemcpyAsync in any direction (unified addressing) on stream; returns after the enqueue. */
+int kcu_copy_async(void *dst, const void *src, size_t bytes, void *stream);
+/* Waits for the work enqueued on stream. */
+int kcu_stream_sync(void *stream);
+/* Stream capture: the work enqueued on stream between the two calls is recorded, not run, and
+ * instantiated into *exec (replayed by kcu_graph_launch). kcu_capture_end with ok == 0 ends a
+ * capture whose enqueueing failed (returns -1, the caller's error kept). Nothing that
+ * synchronises or allocates may run inside a capture. */
+int kcu_capture_begin(void *stream);
+int kcu_capture_end(void *stream, int ok, void **exec);
+int kcu_graph_launch(void *exec, void *stream);
+void kcu_graph_free(void *exec);
+/* Bumped whenever a backend-internal buffer a kernel launch may capture (kcu_scratch, the MoE
+ * counters) is reallocated: a graph captured under another value is stale. */
+unsigned long long kcu_alloc_epoch(void);
+void kcu_epoch_bump(void);
+
 /* ---- linear layers */
 
 /* A struct kern_weight on the device, uploaded once at load time. Scales are kept as BF16 or F32

@@ -85,6 +85,9 @@ struct kcs_attn_prep {
     void *k_cache, *v_cache; /* [cap][n_kv][head_dim] of kv_type */
     long cap;
     float k_scale, v_scale;
+    /* optional: pos0 read by the kernel from this device word instead (a CUDA graph replays
+     * the launch at later positions); the host checks pos0 + T <= cap with the pos0 above */
+    const long *dpos;
 };
 int kcs_attn_prep(const struct kcs_attn_prep *p, void *stream);
 
@@ -100,5 +103,11 @@ int kcs_attn_prep(const struct kcs_attn_prep *p, void *stream);
 size_t kcs_attention_work_bytes(const struct kern_attn *a);
 int kcs_attention(const struct kern_attn *a, const float *gate, long g_tok, long g_head, void *work,
                   size_t work_bytes, void *stream);
+/* Decode with the position on the device (CUDA graphs): kcs_attention for a->T == 1, with the
+ * token's position read by the kernels from *dpos (device) and a->pos0 only its bound
+ * (*dpos <= a->pos0): the split and the work size are planned for a->pos0 + 1 positions, so one
+ * launch serves every position up to the bound, and the results do not depend on it. */
+int kcs_attention_dpos(const struct kern_attn *a, const long *dpos, const float *gate, long g_tok,
+                       long g_head, void *work, size_t work_bytes, void *stream);
 
 #endif

@@ -85,7 +85,7 @@ __global__ void attn_prep_kernel(struct kcs_attn_prep p, long t0)
     extern __shared__ float buf[];
     __shared__ float part[4];
     int hi = blockIdx.x, hd = p.head_dim, tid = threadIdx.x;
-    long t = t0 + blockIdx.y, pos = p.pos0 + t;
+    long t = t0 + blockIdx.y, pos = (p.dpos ? *p.dpos : p.pos0) + t;
     int is_q = hi < p.n_q, g = hi - p.n_q;
     const float *x =
         is_q ? p.q + t * p.q_tok + (long)hi * p.q_head : p.k + t * p.kv_tok + (long)g * hd;
@@ -175,6 +175,7 @@ struct attn_args {
     long g_tok, g_head;
     float *work; /* [T][n_q][nch][hd + 2] partials (m, l, acc) when nch > 1 */
     long nch, ch, t0;
+    const long *dpos; /* non-NULL: a.pos0 is read from the device (kcs_attention_dpos) */
 };
 
 /* Raw bytes of BPL bytes per lane, loaded with one or two vector loads. */
@@ -258,7 +259,9 @@ __global__ __launch_bounds__(ATT_WARPS * 32) void attn_split_kernel(attn_args p)
     __shared__ float sm[ATT_WARPS][HD + 2];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, G = a.n_q / a.n_kv;
     int c = blockIdx.x, g = blockIdx.y;
-    long t = p.t0 + blockIdx.z, np = a.pos0 + t + 1;
+    long t = p.t0 + blockIdx.z, np = (p.dpos ? *p.dpos : a.pos0) + t + 1;
+    /* chunks past the position (planned for a longer bound) leave m = -inf, l = 0, which the
+     * merge does not read */
     long lo = (long)c * p.ch, hi = lo + p.ch < np ? lo + p.ch : np;
 
     float q[ATT_GMAX][DPL], acc[ATT_GMAX][DPL];
@@ -397,7 +400,7 @@ __global__ void attn_merge_kernel(attn_args p)
     const kern_attn &a = p.a;
     int h = blockIdx.x, hd = a.head_dim;
     long t = p.t0 + blockIdx.y;
-    long np = a.pos0 + t + 1, nc = (np + p.ch - 1) / p.ch;
+    long np = (p.dpos ? *p.dpos : a.pos0) + t + 1, nc = (np + p.ch - 1) / p.ch;
     const float *base = p.work + (t * a.n_q + h) * p.nch * (hd + 2);
     float M = -INFINITY;
     for (long c = 0; c < nc; c++)
@@ -689,8 +692,8 @@ template <int DPL> static void launch_split(const attn_args &p, dim3 grid, cudaS
         attn_split_kernel<DPL, KERN_FP8><<<grid, ATT_WARPS * 32, 0, s>>>(p);
 }
 
-extern "C" int kcs_attention(const struct kern_attn *a, const float *gate, long g_tok, long g_head,
-                             void *work, size_t work_bytes, void *stream)
+static int attention(const struct kern_attn *a, const long *dpos, const float *gate, long g_tok,
+                     long g_head, void *work, size_t work_bytes, void *stream)
 {
     int rc = attn_check(a);
     if (rc < 0)
@@ -705,7 +708,8 @@ extern "C" int kcs_attention(const struct kern_attn *a, const float *gate, long 
     p.work = (float *)work;
     p.t0 = 0;
     p.nch = p.ch = 0;
-    if (use_prefill(a))
+    p.dpos = dpos;
+    if (!dpos && use_prefill(a))
         return launch_prefill(p, st_of(stream));
     attn_plan(a, &p.nch, &p.ch);
     if (p.nch > 1 && (!work || work_bytes < kcs_attention_work_bytes(a)))
@@ -731,4 +735,20 @@ extern "C" int kcs_attention(const struct kern_attn *a, const float *gate, long 
         }
     }
     return 0;
+}
+
+extern "C" int kcs_attention(const struct kern_attn *a, const float *gate, long g_tok, long g_head,
+                             void *work, size_t work_bytes, void *stream)
+{
+    return attention(a, NULL, gate, g_tok, g_head, work, work_bytes, stream);
+}
+
+extern "C" int kcs_attention_dpos(const struct kern_attn *a, const long *dpos, const float *gate,
+                                  long g_tok, long g_head, void *work, size_t work_bytes,
+                                  void *stream)
+{
+    if (!dpos || a->T != 1)
+        return err_set(ERR_INVAL, "kcs_attention_dpos: one token with a device position (T %ld)",
+                       a->T);
+    return attention(a, dpos, gate, g_tok, g_head, work, work_bytes, stream);
 }

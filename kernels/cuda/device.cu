@@ -201,6 +201,11 @@ extern "C" int kcu_fill(void *dst_dev, int byte, size_t bytes)
     return drain();
 }
 
+static unsigned long long g_epoch;
+
+extern "C" void kcu_epoch_bump(void) { g_epoch++; }
+extern "C" unsigned long long kcu_alloc_epoch(void) { return g_epoch; }
+
 extern "C" int kcu_scratch(size_t bytes, void **out)
 {
     if (bytes > g_kcu.scratch_bytes) {
@@ -216,6 +221,7 @@ extern "C" int kcu_scratch(size_t bytes, void **out)
             return rc;
         g_kcu.scratch = b.ptr;
         g_kcu.scratch_bytes = want;
+        kcu_epoch_bump(); /* CUDA graphs that captured the old pointer are stale */
     }
     *out = g_kcu.scratch;
     return 0;
@@ -239,4 +245,87 @@ extern "C" double kcu_peak_gbps(void)
     }
     /* double data rate: two transfers per clock */
     return 2.0 * khz * 1e3 * (bits / 8.0) / 1e9;
+}
+
+/* ------------------------------------------------------------------ asynchronous copies, graphs */
+
+extern "C" int kcu_host_alloc(void **out, size_t bytes)
+{
+    *out = NULL;
+    cudaError_t e = cudaMallocHost(out, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *out = NULL;
+        return err_set(e == cudaErrorMemoryAllocation ? ERR_NOMEM : ERR_IO,
+                       "cuda: cannot allocate %zu bytes of pinned host memory (%s)", bytes,
+                       cudaGetErrorName(e));
+    }
+    return 0;
+}
+
+extern "C" void kcu_host_free(void *p)
+{
+    if (p && cudaFreeHost(p) != cudaSuccess)
+        cudaGetLastError();
+}
+
+extern "C" int kcu_copy_async(void *dst, const void *src, size_t bytes, void *stream)
+{
+    if (bytes)
+        CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, (cudaStream_t)stream));
+    return 0;
+}
+
+extern "C" int kcu_stream_sync(void *stream)
+{
+    CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream));
+    return 0;
+}
+
+extern "C" int kcu_capture_begin(void *stream)
+{
+    /* thread-local: other threads of the process may use the runtime meanwhile */
+    CUDA_TRY(cudaStreamBeginCapture((cudaStream_t)stream, cudaStreamCaptureModeThreadLocal));
+    return 0;
+}
+
+extern "C" int kcu_capture_end(void *stream, int ok, void **exec)
+{
+    *exec = NULL;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture((cudaStream_t)stream, &graph);
+    if (!ok) {
+        /* the caller's launch failed half-way: end the capture, keep its error */
+        if (graph)
+            cudaGraphDestroy(graph);
+        cudaGetLastError();
+        return -1;
+    }
+    if (e != cudaSuccess || !graph) {
+        cudaGetLastError();
+        if (graph)
+            cudaGraphDestroy(graph);
+        return err_set(ERR_IO, "cuda graph: capture failed (%s)", cudaGetErrorName(e));
+    }
+    cudaGraphExec_t ge = NULL;
+    e = cudaGraphInstantiate(&ge, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return err_set(ERR_IO, "cuda graph: instantiate failed (%s)", cudaGetErrorName(e));
+    }
+    *exec = (void *)ge;
+    return 0;
+}
+
+extern "C" int kcu_graph_launch(void *exec, void *stream)
+{
+    CUDA_TRY(cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)stream));
+    return 0;
+}
+
+extern "C" void kcu_graph_free(void *exec)
+{
+    if (exec && cudaGraphExecDestroy((cudaGraphExec_t)exec) != cudaSuccess)
+        cudaGetLastError();
 }

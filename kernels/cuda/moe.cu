@@ -463,6 +463,7 @@ static int counters(size_t count, unsigned **out)
         }
         g_cnt = (unsigned *)b.ptr;
         g_cnt_count = count;
+        kcu_epoch_bump(); /* CUDA graphs that captured the old pointer are stale */
     }
     *out = g_cnt;
     return 0;

@@ -157,6 +157,70 @@ static void attn_run(const struct attn_case *c)
     gh_dfree(dq), gh_dfree(dout), gh_dfree(dk), gh_dfree(dv), gh_dfree(work);
 }
 
+/* kcs_attention_dpos (the decode step of a CUDA graph): the position read from the device and
+ * the split planned for a longer bound give what kcs_attention gives at that position (fp32
+ * sums in another order), for positions below, at and far below the bound. */
+static void dpos_case(int kv_type, long pos, long bound)
+{
+    int n_q = 16, n_kv = 2, hd = 256;
+    long np = pos + 1, q_tok = 2L * n_q * hd;
+    size_t kvn = (size_t)np * n_kv * hd, es = esize(kv_type), no = (size_t)n_q * hd;
+    char what[128];
+    snprintf(what, sizeof what, "attention dpos %s at %ld, bound %ld", kern_dtype_name(kv_type),
+             pos, bound);
+    float *q = gh_rnd(&rng, (size_t)q_tok, -1, 1);
+    void *k = rnd_kv(kv_type, kvn), *v = rnd_kv(kv_type, kvn);
+    REQUIRE(q && k && v);
+    float *dq = gh_dev(q, (size_t)q_tok * 4), *d1 = gh_dev(NULL, no * 4),
+          *d2 = gh_dev(NULL, no * 4);
+    void *dk = gh_dev(k, kvn * es), *dv = gh_dev(v, kvn * es);
+    long *dpos = gh_dev(&pos, sizeof pos);
+    REQUIRE(dq && d1 && d2 && dk && dv && dpos);
+    struct kern_attn a = { .n_q = n_q,
+                           .n_kv = n_kv,
+                           .head_dim = hd,
+                           .T = 1,
+                           .pos0 = pos,
+                           .q = dq,
+                           .q_tok = q_tok,
+                           .q_head = 2L * hd,
+                           .kv_type = kv_type,
+                           .k = dk,
+                           .v = dv,
+                           .k_scale = kv_type == KERN_FP8 ? 0.25f : 1.0f,
+                           .v_scale = kv_type == KERN_FP8 ? 0.5f : 1.0f,
+                           .scale = 1.0f / sqrtf((float)hd),
+                           .out = d1 };
+    struct kern_attn b = a;
+    b.pos0 = bound - 1;
+    b.out = d2;
+    size_t wa = kcs_attention_work_bytes(&a), wb = kcs_attention_work_bytes(&b);
+    void *work = gh_dev(NULL, (wa > wb ? wa : wb) + 4);
+    REQUIRE(work);
+    CHECK(kcs_attention(&a, dq + hd, q_tok, 2L * hd, work, wa + 4, kcu_stream()) == 0);
+    CHECK(kcs_attention_dpos(&b, dpos, dq + hd, q_tok, 2L * hd, work, wb + 4, kcu_stream()) == 0);
+    CHECK(kcs_attention_dpos(&a, NULL, NULL, 0, 0, work, wa, kcu_stream()) == ERR_INVAL);
+    CHECK(kcu_sync() == 0);
+    float *g1 = gh_back(d1, no * 4), *g2 = gh_back(d2, no * 4);
+    REQUIRE(g1 && g2);
+    float vmax = kv_type == KERN_FP8 ? 15 * 0.5f : 2;
+    CHECK(gh_close_to(g2, g1, no, 4e-5f * vmax, 1e-4f, what));
+    free(g1), free(g2), free(q), free(k), free(v);
+    gh_dfree(dq), gh_dfree(d1), gh_dfree(d2), gh_dfree(dk), gh_dfree(dv), gh_dfree(dpos),
+        gh_dfree(work);
+}
+
+static void t_attn_dpos(void)
+{
+    if (!have_gpu)
+        SKIP("no GPU");
+    dpos_case(KERN_FP8, 0, 1024);
+    dpos_case(KERN_FP8, 700, 1024);
+    dpos_case(KERN_BF16, 1023, 1024);
+    dpos_case(KERN_F32, 70, 65536);
+    dpos_case(KERN_FP8, 40000, 65536);
+}
+
 static void t_attn_lengths(void)
 {
     if (!have_gpu)
@@ -479,7 +543,11 @@ static void prep_case(int kv_type, long T, long pos0, double yarn)
     float *dqn = gh_dev(p.qn, hd * 4), *dkn = gh_dev(p.kn, hd * 4);
     float *dinv = gh_dev(p.inv, 32 * 4);
     void *dkc = gh_dev(kc, cache), *dvc = gh_dev(vc, cache);
-    REQUIRE(dq && dk && dv && dqn && dkn && dinv && dkc && dvc);
+    /* the same launch with the position read from the device (a CUDA graph's decode step) */
+    float *dq2 = gh_dev(p.q, nq * 4);
+    void *dkc2 = gh_dev(kc, cache), *dvc2 = gh_dev(vc, cache);
+    long *dpos = gh_dev(&pos0, sizeof pos0);
+    REQUIRE(dq && dk && dv && dqn && dkn && dinv && dkc && dvc && dq2 && dkc2 && dvc2 && dpos);
     struct kcs_attn_prep g = { .n_q = p.n_q,
                                .n_kv = p.n_kv,
                                .head_dim = hd,
@@ -519,6 +587,22 @@ static void prep_case(int kv_type, long T, long pos0, double yarn)
     /* rows outside pos0 .. pos0+T-1 are not written */
     CHECK(memcmp(gk, kc, pos0 * row) == 0 && memcmp(gv, vc, pos0 * row) == 0);
     CHECK(memcmp((char *)gk + (pos0 + T) * row, (char *)kc + (pos0 + T) * row, row) == 0);
+    struct kcs_attn_prep g2 = g;
+    g2.q = dq2;
+    g2.k_cache = dkc2;
+    g2.v_cache = dvc2;
+    g2.pos0 = 0; /* only the host's bound check reads it now */
+    g2.dpos = dpos;
+    CHECK(kcs_attn_prep(&g2, kcu_stream()) == 0);
+    CHECK(kcu_sync() == 0);
+    float *gq2 = gh_back(dq2, nq * 4);
+    void *gk2 = gh_back(dkc2, cache), *gv2 = gh_back(dvc2, cache);
+    REQUIRE(gq2 && gk2 && gv2);
+    CHECKF(memcmp(gq2, gq, nq * 4) == 0 && memcmp(gk2, gk, cache) == 0 &&
+               memcmp(gv2, gv, cache) == 0,
+           "%s: the device-position launch differs", what);
+    free(gq2), free(gk2), free(gv2);
+    gh_dfree(dq2), gh_dfree(dkc2), gh_dfree(dvc2), gh_dfree(dpos);
     g.pos0 = p.cap - T + 1;
     CHECK(kcs_attn_prep(&g, NULL) == ERR_INVAL); /* beyond the cache */
     free(gq), free(gk), free(gv), free(kc), free(vc);
@@ -692,6 +776,7 @@ int main(void)
     TEST_RUN(t_prep);
     TEST_RUN(t_attn_lengths);
     TEST_RUN(t_attn_tokens);
+    TEST_RUN(t_attn_dpos);
     TEST_RUN(t_attn_bad);
     TEST_RUN(t_prefill_pieces);
     TEST_RUN(t_attn_1m);

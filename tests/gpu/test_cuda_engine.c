@@ -435,6 +435,270 @@ done:
     pair_close(&p);
 }
 
+/* The GPU engine (eng_forward with backend cuda) opened next to a pair's CPU engine. */
+static int gpu_eng_open(struct pair *p, struct eng **eg, int kv)
+{
+    struct eng_opts o = eng_opts_default();
+    o.kv_type = kv;
+    o.backend = ENG_BACKEND_CUDA;
+    if (eng_open(eg, p->dir, &o) < 0) {
+        printf("    eng_open (cuda): %s\n", err_msg());
+        return -1;
+    }
+    return 0;
+}
+
+/* Device-resident state (issue #8): 64 decode steps through eng_forward on the GPU keep the
+ * state on the device (the host copy stays stale, nothing is copied back but the logits) and
+ * agree with the CPU engine at every step; serializing then completes the host copy, which
+ * continues on the CPU like on the GPU. */
+static void t_resident_decode(void)
+{
+    char why[256];
+    if (!have_gpu(why, sizeof why))
+        SKIP("%s", why);
+    struct pair p;
+    struct eng *eg = NULL;
+    struct seq_state *sg = NULL, *sc = NULL, *r = NULL;
+    float *la = NULL, *lc = NULL;
+    struct buf ser = { 0 };
+    if (pair_open(&p, 1, KERN_FP8, 256) < 0 || gpu_eng_open(&p, &eg, KERN_FP8) < 0)
+        goto fail;
+    int32_t tok[80];
+    fill_tokens(tok, 80, p.V, 0x60);
+    la = malloc((size_t)p.V * sizeof(float));
+    lc = malloc((size_t)p.V * sizeof(float));
+    /* a small capacity: the KV cache grows on both sides during the run */
+    if (!la || !lc || eng_state_new(eg, &sg, 8) < 0 || eng_state_new(p.e, &sc, 8) < 0)
+        goto fail;
+    if (eng_forward(eg, sg, tok, 12, la, 0) < 0 || eng_forward(p.e, sc, tok, 12, lc, 0) < 0)
+        goto fail;
+    CHECK(row_ok(la, lc, p.V, STATE_NMSE, 11, "prefill of 12"));
+    int bad = 0;
+    for (int d = 0; d < 64 && !bad; d++) {
+        if (eng_forward(eg, sg, &tok[12 + d], 1, la, 0) < 0 ||
+            eng_forward(p.e, sc, &tok[12 + d], 1, lc, 0) < 0)
+            goto fail;
+        bad = !row_ok(la, lc, p.V, STATE_NMSE, 12 + d, "resident decode vs cpu");
+        CHECK(!bad);
+    }
+    CHECK_INT(sg->pos, 76);
+    /* the device holds it: the host copy was not refreshed */
+    CHECK(sg->dev_ops != NULL);
+    CHECK_INT(sg->host_gdn, 0);
+    CHECK(sg->host_kv <= 75);
+    uint8_t id[32];
+    eng_model_id(p.e, id);
+    if (seq_serialize(sg, id, &ser) < 0)
+        goto fail;
+    CHECK_INT(sg->host_gdn, 1);
+    CHECK(sg->host_kv >= sg->written);
+    if (seq_deserialize(&r, id, NULL, ser.p, ser.len) < 0)
+        goto fail;
+    if (eng_forward(eg, sg, &tok[76], 1, la, 0) < 0 || eng_forward(p.e, r, &tok[76], 1, lc, 0) < 0)
+        goto fail;
+    CHECK(row_ok(la, lc, p.V, STATE_NMSE, 76, "serialized device state resumed on the cpu"));
+    goto done;
+fail:
+    printf("    %s\n", err_msg());
+    CHECK(0);
+done:
+    buf_free(&ser);
+    free(la);
+    free(lc);
+    seq_free(sg);
+    seq_free(sc);
+    seq_free(r);
+    eng_close(eg);
+    pair_close(&p);
+}
+
+/* A snapshot of a device-held state is a device copy; restored device to device it replays
+ * the same logits; exported (prefix-cache pieces) and imported into a CPU state, the CPU engine
+ * continues with the same next logits. */
+static void t_snapshot_export(void)
+{
+    char why[256];
+    if (!have_gpu(why, sizeof why))
+        SKIP("%s", why);
+    struct pair p;
+    struct eng *eg = NULL;
+    struct seq_state *sg = NULL, *sc = NULL;
+    struct seq_snap *sn = NULL;
+    float *la = NULL, *lb = NULL, *lc = NULL;
+    struct buf kv = { 0 }, gd = { 0 };
+    if (pair_open(&p, 1, KERN_BF16, 256) < 0 || gpu_eng_open(&p, &eg, KERN_BF16) < 0)
+        goto fail;
+    int32_t tok[40];
+    fill_tokens(tok, 40, p.V, 0x70);
+    la = malloc((size_t)p.V * sizeof(float));
+    lb = malloc((size_t)p.V * sizeof(float));
+    lc = malloc((size_t)p.V * sizeof(float));
+    if (!la || !lb || !lc || eng_state_new(eg, &sg, 16) < 0 || eng_state_new(p.e, &sc, 16) < 0)
+        goto fail;
+    if (eng_forward(eg, sg, tok, 10, NULL, 0) < 0)
+        goto fail;
+    for (int i = 10; i < 20; i++)
+        if (eng_forward(eg, sg, &tok[i], 1, la, 0) < 0)
+            goto fail;
+    if (seq_snapshot(sg, &sn) < 0)
+        goto fail;
+    CHECK(sn->dh != NULL && sn->data == NULL); /* stayed on the device */
+    if (eng_forward(eg, sg, &tok[20], 1, la, 0) < 0)
+        goto fail;
+    for (int i = 21; i < 30; i++) /* move on, then back */
+        if (eng_forward(eg, sg, &tok[i], 1, lb, 0) < 0)
+            goto fail;
+    if (seq_restore(sg, sn) < 0 || eng_forward(eg, sg, &tok[20], 1, lb, 0) < 0)
+        goto fail;
+    CHECK_INT(sg->pos, 21);
+    CHECK(memcmp(la, lb, (size_t)p.V * sizeof(float)) == 0); /* same launches, same bits */
+    /* back to 20 again, export the pieces, import them into a CPU state */
+    if (seq_restore(sg, sn) < 0)
+        goto fail;
+    uint8_t id[32];
+    eng_model_id(p.e, id);
+    if (seq_export_kv(sg, id, 0, 20, &kv) < 0 || seq_export_gdn(sg, id, &gd) < 0 ||
+        seq_import_kv(sc, id, kv.p, kv.len, NULL, NULL) < 0 ||
+        seq_import_gdn(sc, id, gd.p, gd.len) < 0)
+        goto fail;
+    CHECK_INT(sc->pos, 20);
+    if (eng_forward(p.e, sc, &tok[20], 1, lc, 0) < 0)
+        goto fail;
+    CHECK(row_ok(la, lc, p.V, STATE_NMSE, 20, "device snapshot exported to the cpu"));
+    /* and the GPU state, read by the host meanwhile, still continues on the device */
+    if (eng_forward(eg, sg, &tok[20], 1, lb, 0) < 0)
+        goto fail;
+    CHECK(memcmp(la, lb, (size_t)p.V * sizeof(float)) == 0);
+    goto done;
+fail:
+    printf("    %s\n", err_msg());
+    CHECK(0);
+done:
+    buf_free(&kv);
+    buf_free(&gd);
+    free(la);
+    free(lb);
+    free(lc);
+    seq_snap_free(sn);
+    seq_free(sg);
+    seq_free(sc);
+    eng_close(eg);
+    pair_close(&p);
+}
+
+/* Five host states take turns on the GPU engine (four device copies: one goes back to the host
+ * every turn), and one of them also takes steps on the CPU engine in between: every step agrees
+ * with a CPU-only twin. */
+static void t_switching(void)
+{
+    char why[256];
+    if (!have_gpu(why, sizeof why))
+        SKIP("%s", why);
+    enum { NS = 5, STEPS = 6 };
+    struct pair p;
+    struct eng *eg = NULL;
+    struct seq_state *sg[NS] = { 0 }, *sc[NS] = { 0 };
+    float *la = NULL, *lc = NULL;
+    if (pair_open(&p, 0, KERN_FP8, 256) < 0 || gpu_eng_open(&p, &eg, KERN_FP8) < 0)
+        goto fail;
+    la = malloc((size_t)p.V * sizeof(float));
+    lc = malloc((size_t)p.V * sizeof(float));
+    if (!la || !lc)
+        goto fail;
+    int32_t tok[NS][4 + STEPS];
+    for (int i = 0; i < NS; i++) {
+        fill_tokens(tok[i], 4 + STEPS, p.V, 0x80 + (uint64_t)i);
+        if (eng_state_new(eg, &sg[i], 8) < 0 || eng_state_new(p.e, &sc[i], 8) < 0 ||
+            eng_forward(eg, sg[i], tok[i], 4, NULL, 0) < 0 ||
+            eng_forward(p.e, sc[i], tok[i], 4, NULL, 0) < 0)
+            goto fail;
+    }
+    for (int st = 0; st < STEPS; st++)
+        for (int i = 0; i < NS; i++) {
+            /* state 0 runs its odd steps on the CPU engine (the switch of backends) */
+            struct eng *run = i == 0 && st % 2 ? p.e : eg;
+            if (eng_forward(run, sg[i], &tok[i][4 + st], 1, la, 0) < 0 ||
+                eng_forward(p.e, sc[i], &tok[i][4 + st], 1, lc, 0) < 0)
+                goto fail;
+            char what[64];
+            snprintf(what, sizeof what, "state %d step %d on the %s", i, st,
+                     run == eg ? "gpu" : "cpu");
+            CHECK(row_ok(la, lc, p.V, STATE_NMSE, 4 + st, what));
+        }
+    goto done;
+fail:
+    printf("    %s\n", err_msg());
+    CHECK(0);
+done:
+    free(la);
+    free(lc);
+    for (int i = 0; i < NS; i++) {
+        seq_free(sg[i]);
+        seq_free(sc[i]);
+    }
+    eng_close(eg);
+    pair_close(&p);
+}
+
+/* Graph replay equals eager decoding bit for bit: the same prompt on two states, one decoded
+ * through CUDA graphs and one eagerly, across KV-capacity growth (re-capture) and the first
+ * attention bound (1024 positions). */
+static void t_graph_exact(void)
+{
+    char why[256];
+    if (!have_gpu(why, sizeof why))
+        SKIP("%s", why);
+    struct pair p;
+    struct engc_state *s1 = NULL, *s2 = NULL;
+    float *la = NULL, *lb = NULL;
+    int32_t *tok = NULL;
+    const long P = 1010, D = 40;
+    if (pair_open(&p, 1, KERN_FP8, 256) < 0)
+        goto fail;
+    tok = malloc((size_t)(P + D) * sizeof *tok);
+    la = malloc((size_t)p.V * sizeof(float));
+    lb = malloc((size_t)p.V * sizeof(float));
+    if (!tok || !la || !lb || engc_state_new(p.g, &s1, 1020) < 0 ||
+        engc_state_new(p.g, &s2, 1020) < 0)
+        goto fail;
+    fill_tokens(tok, P + D, p.V, 0x90);
+    if (engc_forward(p.g, s1, tok, P, NULL, 0) < 0 || engc_forward(p.g, s2, tok, P, NULL, 0) < 0)
+        goto fail;
+    long cap0, rep0, cap1, rep1;
+    engc_graph_stats(p.g, &cap0, &rep0);
+    int same = 1;
+    for (long d = 0; d < D; d++) {
+        engc_set_graph(p.g, 1);
+        if (engc_forward(p.g, s1, &tok[P + d], 1, la, 0) < 0)
+            goto fail;
+        engc_set_graph(p.g, 0);
+        if (engc_forward(p.g, s2, &tok[P + d], 1, lb, 0) < 0)
+            goto fail;
+        if (same && memcmp(la, lb, (size_t)p.V * sizeof(float))) {
+            printf("    graph and eager logits differ at position %ld\n", P + d);
+            same = 0;
+        }
+    }
+    CHECK(same);
+    engc_graph_stats(p.g, &cap1, &rep1);
+    printf("    %ld captures, %ld replays\n", cap1 - cap0, rep1 - rep0);
+    /* capacity 1020 grows once, the bound 1024 is crossed once: a few captures, mostly replays */
+    CHECK(cap1 - cap0 >= 2);
+    CHECK(rep1 - rep0 >= D - 6);
+    goto done;
+fail:
+    printf("    %s\n", err_msg());
+    CHECK(0);
+done:
+    free(tok);
+    free(la);
+    free(lb);
+    engc_state_free(s1);
+    engc_state_free(s2);
+    pair_close(&p);
+}
+
 /* Bad input: a token outside the vocabulary is refused before anything runs. */
 static void t_bad_token(void)
 {
@@ -466,5 +730,9 @@ int main(void)
     TEST_RUN(t_pieces);
     TEST_RUN(t_dispatch);
     TEST_RUN(t_bad_token);
+    TEST_RUN(t_resident_decode);
+    TEST_RUN(t_snapshot_export);
+    TEST_RUN(t_switching);
+    TEST_RUN(t_graph_exact);
     TEST_END();
 }

@@ -14,18 +14,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct cli_opt opts[] = {
     { "json", 0, 0, NULL, "print one JSON object" },
     { "config-only", 0, 1, "FILE", "no weights: size the recipe (--quant) for this config.json" },
     { "quant", 0, 1, "KIND", "with --config-only: bf16 or mixed (default mixed)" },
-    { "budget", 0, 0, NULL, "print the GPU memory plan instead" },
+    { "budget", 0, 0, NULL, "print the memory plan instead (GPU; RAM with --backend cpu)" },
     { "ctx", 0, 1, "N",
       "with --budget: context tokens per sequence (default 262144; k, M suffixes)" },
     { "seqs", 0, 1, "S", "with --budget: sequences resident at once (default 1)" },
-    { "kv", 0, 1, "TYPE", "with --budget: KV cache precision fp8 or bf16 (default fp8)" },
+    { "kv", 0, 1, "TYPE", "with --budget: KV cache fp8 or bf16 (default fp8); f32 on the cpu" },
     { "gpu-mem", 0, 1, "GB", "with --budget: GPU memory in GiB (default: the device's, else 48)" },
     { "chunk", 0, 1, "N", "with --budget: prefill tokens per step (default 256)" },
+    { "backend", 0, 1, "NAME",
+      "with --budget: cuda (the GPU plan, default) or cpu (the RAM plan)" },
+    { "threads", 0, 1, "N", "with --budget --backend cpu: kernel threads (default: all cores)" },
+    { "mem", 0, 1, "GB", "with --budget --backend cpu: RAM in GiB (default: MemTotal)" },
+    { "snaps", 0, 1, "N", "with --budget --backend cpu: snapshots per sequence (default 16)" },
     { 0 },
 };
 
@@ -153,6 +159,10 @@ struct budget_args {
     long ctx, seqs, chunk;
     int kv_type;
     double gpu_gib; /* 0: the device's, else 48 */
+    int cpu;        /* --backend cpu: the RAM plan */
+    int threads;    /* 0: all cores */
+    double mem_gib; /* 0: MemTotal */
+    long snaps;     /* snapshots per sequence (the CPU plan) */
 };
 
 static double gib(uint64_t b) { return (double)b / 1073741824.0; }
@@ -327,11 +337,175 @@ static int run_budget(const struct ckpt *c, const struct ckpt_stats *s, const ch
     return 0;
 }
 
+/* MemTotal from /proc/meminfo; 0 when it cannot be read. */
+static uint64_t mem_total(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+static void print_budget_cpu(const struct ckpt *c, const struct ckpt_stats *s, const char *src,
+                             const struct budget_cpu_req *r, const struct budget_cpu *b,
+                             const char *mem_src)
+{
+    const struct mcfg *m = &c->cfg;
+    char note[256];
+    printf("CPU memory plan for %s\n", src);
+    printf("request: context %ld x %ld sequence%s, KV %s, %ld snapshots per sequence, "
+           "prefill chunk %ld, %d thread%s, RAM %.2f GiB (%s)\n\n",
+           r->ctx, r->seqs, r->seqs == 1 ? "" : "s", kern_dtype_name(r->kv_type), r->snaps,
+           r->chunk, r->threads, r->threads == 1 ? "" : "s", gib(r->mem_bytes), mem_src);
+    print_line("weights", b->weights, "mmap'd read-only: page cache, not heap; by precision:");
+    for (int k = 0; k < CK_NCLASS; k++)
+        if (s->count[k])
+            printf("  %-34s %9.2f GiB %16llu\n", ckpt_class_name(k), gib(s->bytes[k]),
+                   (unsigned long long)s->bytes[k]);
+    if (s->extra_bytes)
+        printf("  %-34s %9.2f GiB %16llu  in the files, never read (not counted)\n", "mtp + visual",
+               gib(s->extra_bytes), (unsigned long long)s->extra_bytes);
+    snprintf(note, sizeof note, "%llu B/token x %ld x %ld over %lld full-attention layers",
+             (unsigned long long)b->kv_per_token, r->ctx, r->seqs, (long long)m->n_full);
+    print_line("KV cache", b->kv, note);
+    snprintf(note, sizeof note, "%llu B/sequence (conv + recurrent, fp32) x %ld",
+             (unsigned long long)b->gdn_per_seq, r->seqs);
+    print_line("DeltaNet states", b->gdn, note);
+    snprintf(note, sizeof note, "%ld per sequence x %ld x %llu B (the DeltaNet states)", r->snaps,
+             r->seqs, (unsigned long long)b->snap_bytes);
+    print_line("snapshots", b->snaps, note);
+    snprintf(note, sizeof note, "int32 ids the backend holds, %ld x %ld", r->ctx, r->seqs);
+    print_line("token ids", b->ids, note);
+    snprintf(note, sizeof note, "fp32 buffers of one %ld-token prefill chunk + a logits row",
+             r->chunk < r->ctx ? r->chunk : r->ctx);
+    print_line("activations", b->act, note);
+    snprintf(note, sizeof note, "%llu B per thread x %d (matmul block, attention row at ctx)",
+             (unsigned long long)b->scratch_per_thread, r->threads);
+    print_line("kernel scratch", b->scratch, note);
+    print_line("kernel work", b->work, "MoE of one chunk or split attention at ctx (upper bound)");
+    print_line("engine tables", b->tables, "f32 norms, conv, A_log, dt_bias; expert views");
+    print_line("process reserve", b->runtime,
+               "code, libc, tokenizer, store (measured, rounded up)");
+    print_line("total", b->total, "");
+    print_line("RAM", r->mem_bytes, mem_src);
+    printf("\n");
+    if (b->fits)
+        printf("verdict: fits, %.2f GiB to spare; %ld of %ld snapshots per sequence\n",
+               gib(r->mem_bytes - b->total), b->snaps_fit, r->snaps);
+    else if (b->required <= r->mem_bytes)
+        printf("verdict: does not fit with %ld snapshots per sequence (%.2f GiB over): "
+               "everything else fits, and %ld snapshot%s per sequence fit%s\n",
+               r->snaps, gib(b->over), b->snaps_fit, b->snaps_fit == 1 ? "" : "s",
+               b->snaps_fit == 1 ? "s" : "");
+    else {
+        uint64_t rest = b->total - b->kv;
+        uint64_t once = b->weights + b->act + b->scratch + b->work + b->tables + b->runtime;
+        if (once > r->mem_bytes)
+            printf("verdict: does not fit, %.2f GiB over: the weights (%.2f GiB) and the "
+                   "engine's own buffers (%.2f GiB) alone exceed the RAM, so decoding would read "
+                   "weights from disk on every token\n",
+                   gib(b->over), gib(b->weights), gib(once - b->weights));
+        else
+            printf("verdict: does not fit, %.2f GiB over: the KV cache (%.2f GiB) needs more "
+                   "than the %.2f GiB left after everything else (%.2f GiB)\n",
+                   gib(b->over), gib(b->kv), rest < r->mem_bytes ? gib(r->mem_bytes - rest) : 0.0,
+                   gib(rest));
+        if (b->max_ctx > 0)
+            printf("  at %ld sequence%s the longest context that fits is %ld tokens\n", r->seqs,
+                   r->seqs == 1 ? "" : "s", b->max_ctx);
+        else
+            printf("  at %ld sequence%s no context fits\n", r->seqs, r->seqs == 1 ? "" : "s");
+        printf("  at %ld tokens of context at most %ld sequence%s fit\n", r->ctx, b->max_seqs,
+               b->max_seqs == 1 ? "" : "s");
+    }
+    if (r->ctx > m->max_pos && m->rope_type != MCFG_ROPE_YARN)
+        printf("note: a context of %ld is beyond max_position_embeddings (%lld): it needs YaRN "
+               "rope scaling (--yarn %.0f), which this config does not set\n",
+               r->ctx, (long long)m->max_pos, ceil((double)r->ctx / (double)m->max_pos));
+}
+
+static int print_budget_cpu_json(const char *src, const struct budget_cpu_req *r,
+                                 const struct budget_cpu *b, const char *mem_src)
+{
+    struct buf o = { 0 };
+    int rc = buf_puts(&o, "{\"checkpoint\":");
+    rc = rc || buf_json_str(&o, src, strlen(src));
+    rc = rc ||
+         buf_printf(
+             &o,
+             ",\"backend\":\"cpu\",\"ctx\":%ld,\"seqs\":%ld,\"kv\":\"%s\",\"chunk\":%ld,"
+             "\"threads\":%d,\"snapshots_wanted\":%ld,\"mem_bytes\":%llu,\"mem_source\":\"%s\","
+             "\"kv_bytes_per_token\":%llu,\"deltanet_bytes_per_seq\":%llu,"
+             "\"snapshot_bytes\":%llu,\"weights\":%llu,\"kv_cache\":%llu,"
+             "\"deltanet_states\":%llu,\"snapshots\":%llu,\"token_ids\":%llu,"
+             "\"activations\":%llu,\"scratch_per_thread\":%llu,\"kernel_scratch\":%llu,"
+             "\"kernel_work\":%llu,\"tables\":%llu,\"runtime\":%llu,\"total\":%llu,"
+             "\"required_without_snapshots\":%llu,\"fits\":%s,\"over_bytes\":%llu,"
+             "\"snapshots_fit\":%ld,\"max_ctx\":%ld,\"max_seqs\":%ld}\n",
+             r->ctx, r->seqs, kern_dtype_name(r->kv_type), r->chunk, r->threads, r->snaps,
+             (unsigned long long)r->mem_bytes, mem_src, (unsigned long long)b->kv_per_token,
+             (unsigned long long)b->gdn_per_seq, (unsigned long long)b->snap_bytes,
+             (unsigned long long)b->weights, (unsigned long long)b->kv, (unsigned long long)b->gdn,
+             (unsigned long long)b->snaps, (unsigned long long)b->ids, (unsigned long long)b->act,
+             (unsigned long long)b->scratch_per_thread, (unsigned long long)b->scratch,
+             (unsigned long long)b->work, (unsigned long long)b->tables,
+             (unsigned long long)b->runtime, (unsigned long long)b->total,
+             (unsigned long long)b->required, b->fits ? "true" : "false",
+             (unsigned long long)b->over, b->snaps_fit, b->max_ctx, b->max_seqs);
+    if (rc) {
+        buf_free(&o);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    fwrite(o.p, 1, o.len, stdout);
+    buf_free(&o);
+    return 0;
+}
+
+/* The CPU engine's RAM plan: exit 0 whether or not it fits, as the GPU plan. */
+static int run_budget_cpu(const struct ckpt *c, const struct ckpt_stats *s, const char *src,
+                          const struct budget_args *ba, int json)
+{
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    struct budget_cpu_req r = {
+        .ctx = ba->ctx,
+        .seqs = ba->seqs,
+        .kv_type = ba->kv_type,
+        .snaps = ba->snaps,
+        .chunk = ba->chunk,
+        .threads = ba->threads > 0 ? ba->threads
+                   : nproc > 0     ? (int)nproc
+                                   : 1,
+        .weight_bytes = s->total_bytes,
+    };
+    const char *mem_src = "--mem";
+    if (ba->mem_gib > 0) {
+        r.mem_bytes = (uint64_t)(ba->mem_gib * 1073741824.0);
+    } else if ((r.mem_bytes = mem_total()) > 0) {
+        mem_src = "MemTotal";
+    } else {
+        return err_set(ERR_IO, "inspect: cannot read MemTotal from /proc/meminfo (use --mem)");
+    }
+    struct budget_cpu b;
+    if (budget_plan_cpu(&c->cfg, &r, &b) < 0)
+        return -1;
+    if (json)
+        return print_budget_cpu_json(src, &r, &b, mem_src);
+    print_budget_cpu(c, s, src, &r, &b, mem_src);
+    return 0;
+}
+
 static int run(struct app *a, int argc, char **argv)
 {
     (void)a;
     int json = 0, mixed = 1, budget = 0;
-    struct budget_args ba = { .ctx = 262144, .seqs = 1, .chunk = 256, .kv_type = KERN_FP8 };
+    struct budget_args ba = {
+        .ctx = 262144, .seqs = 1, .chunk = 256, .kv_type = KERN_FP8, .snaps = BUDGET_SNAPS
+    };
     const char *dir = NULL, *cfgfile = NULL;
     struct cli c;
     cli_init(&c, argc, argv);
@@ -359,9 +533,11 @@ static int run(struct app *a, int argc, char **argv)
             if ((ba.seqs = parse_count(c.arg)) < 0 || ba.seqs > 65536)
                 return cli_usage_error("inspect", "--seqs wants 1 to 65536, not '%s'", c.arg);
         } else if (o == 6) {
-            if (strcmp(c.arg, "fp8") && strcmp(c.arg, "bf16"))
-                return cli_usage_error("inspect", "--kv must be fp8 or bf16");
-            ba.kv_type = !strcmp(c.arg, "fp8") ? KERN_FP8 : KERN_BF16;
+            if (strcmp(c.arg, "fp8") && strcmp(c.arg, "bf16") && strcmp(c.arg, "f32"))
+                return cli_usage_error("inspect", "--kv must be fp8 or bf16 (or f32 on the cpu)");
+            ba.kv_type = !strcmp(c.arg, "fp8")    ? KERN_FP8
+                         : !strcmp(c.arg, "bf16") ? KERN_BF16
+                                                  : KERN_F32;
         } else if (o == 7) {
             char *end;
             ba.gpu_gib = strtod(c.arg, &end);
@@ -370,10 +546,31 @@ static int run(struct app *a, int argc, char **argv)
         } else if (o == 8) {
             if ((ba.chunk = parse_count(c.arg)) < 0 || ba.chunk > (1L << 20))
                 return cli_usage_error("inspect", "--chunk wants 1 to 1048576, not '%s'", c.arg);
+        } else if (o == 9) {
+            if (strcmp(c.arg, "cpu") && strcmp(c.arg, "cuda"))
+                return cli_usage_error("inspect", "--backend must be cpu or cuda");
+            ba.cpu = !strcmp(c.arg, "cpu");
+        } else if (o == 10) {
+            long v = parse_count(c.arg);
+            if (v < 1 || v > 4096)
+                return cli_usage_error("inspect", "--threads wants 1 to 4096, not '%s'", c.arg);
+            ba.threads = (int)v;
+        } else if (o == 11) {
+            char *end;
+            ba.mem_gib = strtod(c.arg, &end);
+            if (end == c.arg || *end || !(ba.mem_gib > 0 && ba.mem_gib < 1e6))
+                return cli_usage_error("inspect", "--mem wants GiB > 0, not '%s'", c.arg);
+        } else if (o == 12) {
+            char *end;
+            ba.snaps = strtol(c.arg, &end, 10);
+            if (end == c.arg || *end || ba.snaps < 0 || ba.snaps > 65536)
+                return cli_usage_error("inspect", "--snaps wants 0 to 65536, not '%s'", c.arg);
         }
     }
     if (!dir == !cfgfile)
         return cli_usage_error("inspect", "give a checkpoint DIR or --config-only FILE");
+    if (ba.kv_type == KERN_F32 && !ba.cpu)
+        return cli_usage_error("inspect", "--kv f32 is a CPU cache type (with --backend cpu)");
     struct ckpt ck;
     struct ckpt_stats s;
     if (cfgfile) {
@@ -390,7 +587,9 @@ static int run(struct app *a, int argc, char **argv)
     }
     ckpt_stats(&ck, &s);
     int rc = 0;
-    if (budget)
+    if (budget && ba.cpu)
+        rc = run_budget_cpu(&ck, &s, cfgfile ? cfgfile : dir, &ba, json);
+    else if (budget)
         rc = run_budget(&ck, &s, cfgfile ? cfgfile : dir, &ba, json);
     else if (json)
         rc = print_json(&ck, &s, cfgfile ? cfgfile : dir);
@@ -408,6 +607,8 @@ const struct command cmd_inspect = {
     "       lode inspect [--json] --config-only config.json [--quant bf16|mixed]\n"
     "       lode inspect --budget [--ctx N] [--seqs S] [--kv fp8|bf16] [--gpu-mem GB]\n"
     "                    [--chunk N] [--json] DIR | --config-only config.json\n"
+    "       lode inspect --budget --backend cpu [--ctx N] [--seqs S] [--kv fp8|bf16|f32]\n"
+    "                    [--threads N] [--mem GB] [--chunk N] [--json] DIR | --config-only FILE\n"
     "\n"
     "Opens the checkpoint exactly as the engine does (every tensor validated and bound)\n"
     "and prints the architecture, tensor counts and bytes by precision class, the\n"
@@ -423,6 +624,15 @@ const struct command cmd_inspect = {
     "sequence the agent keeps, the prefill chunk's activations, attention scratch, an\n"
     "estimate for CUDA graph pools and the runtime reserve, against the GPU (GiB; the\n"
     "device's when one answers, else 48), then a verdict: fits, or what does not with\n"
-    "the longest context and the most sequences that would. Exit 0 either way.\n",
+    "the longest context and the most sequences that would. Exit 0 either way.\n"
+    "\n"
+    "--budget --backend cpu prints the CPU engine's RAM plan (engine/budget.c): the weights\n"
+    "(read in place from the mmap: page cache, not heap), per sequence the KV cache at the\n"
+    "context, the fp32 DeltaNet conv + recurrent states, the 16 snapshots the engine\n"
+    "backend keeps and the token ids it holds; once per process the prefill chunk's\n"
+    "activations and a logits row, the kernels' scratch per thread and shared work buffer,\n"
+    "the engine's f32 tables and a process reserve; against MemTotal (or --mem GiB), with\n"
+    "the same verdict as the GPU plan. Threads default to all cores; --snaps N changes the\n"
+    "snapshots counted per sequence (0 for one-shot runs such as lode generate).\n",
     opts,
 };

@@ -18,6 +18,8 @@ static const struct cli_opt opts[] = {
     { "seed", 0, 1, "N", "random seed (default 1); the same seed gives identical bytes" },
     { "tokenizer", 0, 1, "FILE", "copy this tokenizer.json and size the vocabulary to cover it" },
     { "shards", 0, 1, "N", "number of safetensors shards (default 1; >1 writes an index)" },
+    { "layers", 0, 1, "N", "only N decoder layers: the preset's real layers L..L+N-1" },
+    { "first-layer", 0, 1, "L", "with --layers: the first real layer (default 0)" },
     { 0 },
 };
 
@@ -80,10 +82,19 @@ static int run(struct app *a, int argc, char **argv)
                 return cli_usage_error("mkmodel", "--shards must be in 1..999");
             o.shards = (int)v;
             break;
+        case 7:
+        case 8:
+            if (parse_u64(c.arg, &v) < 0 || v > 4096 || (opt == 7 && v < 1))
+                return cli_usage_error("mkmodel", "--%s must be %s", opts[opt].name,
+                                       opt == 7 ? "in 1..4096" : "in 0..4095");
+            *(opt == 7 ? &o.layers : &o.first_layer) = (int)v;
+            break;
         }
     }
     if (!o.out)
         return cli_usage_error("mkmodel", "--out DIR is required");
+    if (o.first_layer && !o.layers)
+        return cli_usage_error("mkmodel", "--first-layer needs --layers N");
     if (mk_write(&o) < 0)
         return cli_fail();
     return EXIT_OK;
@@ -95,6 +106,7 @@ const struct command cmd_mkmodel = {
     "write a deterministic random checkpoint in the real layout",
     "usage: lode mkmodel --out DIR [--preset tiny|small|full] [--quant bf16|mixed]\n"
     "                    [--layout vl|text] [--seed N] [--tokenizer FILE] [--shards N]\n"
+    "                    [--layers N [--first-layer L]]\n"
     "\n"
     "Writes config.json, generation_config.json and safetensors shards (with\n"
     "model.safetensors.index.json when --shards > 1) exactly as the published\n"
@@ -103,6 +115,15 @@ const struct command cmd_mkmodel = {
     "quantization_config: routed experts int4 group 32, full-attention q/k/v/o and one\n"
     "super-expert per layer int8 channel; shared experts, DeltaNet, routers,\n"
     "embeddings, lm_head and layers 0, 1 and the last one BF16. The tiny preset uses a\n"
-    "512-token vocabulary unless --tokenizer raises it.\n",
+    "512-token vocabulary unless --tokenizer raises it.\n"
+    "\n"
+    "--layers N [--first-layer L] writes only N decoder layers, numbered 0..N-1, that are\n"
+    "the preset's real layers L..L+N-1: their kinds (full attention every 4th real layer,\n"
+    "3, 7, 11, ...), their precision (BF16 only where the real layer is 0, 1 or the last)\n"
+    "and their random bytes (streams seeded by the real names), with the whole model's\n"
+    "embeddings, final norm and lm_head (the real vocabulary). A full-shape benchmark\n"
+    "without the 28 GB: `--preset full --layers 4 --first-layer 4` is three DeltaNet\n"
+    "layers and one attention layer with int4 experts and the 248,320-row lm_head (about\n"
+    "4 GB).\n",
     opts,
 };

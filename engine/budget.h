@@ -67,4 +67,52 @@ int budget_plan(const struct mcfg *c, const struct budget_req *r, struct budget 
 int budget_check_open(uint64_t weight_bytes, uint64_t act_bytes, long chunk, uint64_t free_bytes,
                       uint64_t total_bytes);
 
+/* ---- the CPU engine's RAM plan (engine/model.c, forward.c, seqstate.c, kernels/cpu) ----
+ *
+ * Weights stay in the checkpoint's read-only mmap: they take page cache, not heap, and every
+ * text-model tensor is read once the experts have all been routed to, so the resident size is
+ * their file bytes. Per sequence: the KV cache (grown by doubling up to the context limit, so
+ * at most ctx rows), the fp32 DeltaNet conv + recurrent states, up to BUDGET_SNAPS snapshots of
+ * them the engine backend keeps, and the token ids it holds (int32). Once per process: the
+ * forward pass's fp32 activations for one prefill chunk (forward.c get_bufs) and a logits row,
+ * the kernels' per-thread scratch (the largest of a matmul row block, an attention row over the
+ * context and a chunked DeltaNet block: kernels/cpu kern_cpu_reserve), the kernels' shared work
+ * buffer (MoE intermediates of a chunk, or split-attention partials over the context:
+ * kern_cpu_work), the f32 copies and expert views eng_open makes, and a process reserve. */
+
+#define BUDGET_CPU_RUNTIME ((uint64_t)64 << 20) /* code, libc, tokenizer, store: see the doc */
+#define BUDGET_CPU_GDN_CHUNK 64                 /* forward.c's chunk for kern_gdn_chunked */
+
+struct budget_cpu_req {
+    long ctx, seqs;
+    int kv_type; /* KERN_FP8, KERN_BF16 or KERN_F32 */
+    long snaps, chunk;
+    int threads;           /* kernel threads (>= 1) */
+    uint64_t weight_bytes; /* text-model tensor bytes (the mmap'd part that is read) */
+    uint64_t mem_bytes;    /* RAM (MemTotal) */
+};
+
+struct budget_cpu {
+    uint64_t kv_per_token, gdn_per_seq, snap_bytes, ids_per_token;
+    uint64_t weights, kv, gdn, snaps, ids;                            /* all sequences */
+    uint64_t act, scratch_per_thread, scratch, work, tables, runtime; /* once */
+    uint64_t total, required; /* required: total without the snapshots */
+    long snaps_fit;
+    int fits;
+    uint64_t over;
+    long max_ctx, max_seqs; /* at req seqs / at req ctx, snapshots included; 0: none */
+};
+
+/* Bytes of forward.c's activation buffers for a T-token step, plus one fp32 logits row. */
+uint64_t budget_cpu_act_bytes(const struct mcfg *c, long T);
+/* One thread's kernel scratch with contexts up to ctx (page-rounded, as kern_cpu_reserve). */
+uint64_t budget_cpu_scratch_bytes(const struct mcfg *c, long ctx);
+/* The kernels' shared work buffer: MoE of a chunk or decode split attention at ctx. */
+uint64_t budget_cpu_work_bytes(const struct mcfg *c, long chunk, long ctx);
+/* f32 copies (norms, conv, A_log, dt_bias) and expert views eng_open allocates. */
+uint64_t budget_cpu_tables_bytes(const struct mcfg *c);
+
+/* Fills *b; ERR_INVAL naming the field for a value out of range or a size overflow. */
+int budget_plan_cpu(const struct mcfg *c, const struct budget_cpu_req *r, struct budget_cpu *b);
+
 #endif

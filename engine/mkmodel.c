@@ -66,21 +66,41 @@ void mk_preset_cfg(struct mcfg *m, int preset, int text_layout)
     m->rotary_dim = (int64_t)((double)m->head_dim * m->partial_rotary);
 }
 
-static int boundary_layer(const struct mcfg *m, int64_t l)
+/* Which real layers a checkpoint holds: its layer i is real layer first + i of a model of
+ * `total` layers (--layers/--first-layer; the whole model: first 0, total n_layers). The recipe
+ * (boundary layers, super-experts) and the random streams follow the real index, so a slice
+ * has the precision and the very bytes of those layers in the whole model. */
+struct span {
+    int64_t first, total;
+};
+
+static struct span whole(const struct mcfg *m) { return (struct span){ 0, m->n_layers }; }
+
+static int boundary_layer(struct span sp, int64_t l)
 {
-    return l == 0 || l == 1 || l == m->n_layers - 1;
+    int64_t r = sp.first + l;
+    return r == 0 || r == 1 || r == sp.total - 1;
 }
 
 /* The super-expert of layer l (one per quantized layer). */
-static int64_t super_expert(const struct mcfg *m, int64_t l) { return (l * 5 + 1) % m->n_experts; }
-
-int mk_recipe_bits(const struct mcfg *m, int mixed, int64_t layer, int kind, int64_t expert)
+static int64_t super_expert(const struct mcfg *m, struct span sp, int64_t l)
 {
-    if (!mixed || boundary_layer(m, layer) || kind == 2)
+    return ((sp.first + l) * 5 + 1) % m->n_experts;
+}
+
+static int recipe_bits(const struct mcfg *m, struct span sp, int mixed, int64_t layer, int kind,
+                       int64_t expert)
+{
+    if (!mixed || boundary_layer(sp, layer) || kind == 2)
         return 16;
     if (kind == 1)
         return 8;
-    return expert == super_expert(m, layer) ? 8 : 4;
+    return expert == super_expert(m, sp, layer) ? 8 : 4;
+}
+
+int mk_recipe_bits(const struct mcfg *m, int mixed, int64_t layer, int kind, int64_t expert)
+{
+    return recipe_bits(m, whole(m), mixed, layer, kind, expert);
 }
 
 /* ---- random numbers and quantization ---- */
@@ -141,6 +161,7 @@ enum { S_UNIFORM, S_ALOG };
 struct ptensor {
     char *name;   /* owned */
     char *module; /* owned, quantized tensors: the stream is seeded by the module */
+    char *key;    /* owned or NULL: the name (module) the stream is seeded by when it differs */
     enum st_dtype dtype;
     int ndim;
     int64_t shape[3];
@@ -161,6 +182,7 @@ static void plan_free(struct plan *p)
     for (size_t i = 0; i < p->n; i++) {
         free(p->t[i].name);
         free(p->t[i].module);
+        free(p->t[i].key);
     }
     free(p->t);
     memset(p, 0, sizeof *p);
@@ -236,7 +258,25 @@ static int add_linear(struct plan *p, const char *mod, int64_t out, int64_t in, 
 /* uniform half-width so that std = gain / sqrt(fan_in): a = gain * sqrt(3 / fan_in) */
 static float amp_for(int64_t fan_in, float gain) { return gain * sqrtf(3.0f / (float)fan_in); }
 
-static int build_plan(struct plan *p, const struct mcfg *m, int mixed)
+/* "...layers.R.rest" -> "...layers.(R - first).rest", the old string kept in *key. */
+static int relabel(char **s, char **key, const char *prefix, int64_t real, int64_t local)
+{
+    char from[64];
+    int n = snprintf(from, sizeof from, "layers.%lld.", (long long)real);
+    size_t pl = strlen(prefix);
+    if (strncmp(*s, prefix, pl) || strncmp(*s + pl, from, (size_t)n))
+        return 0; /* not under this layer (cannot happen: every tensor of a layer is) */
+    size_t len = strlen(*s) + 32;
+    char *t = malloc(len);
+    if (!t)
+        return err_set(ERR_NOMEM, "out of memory");
+    snprintf(t, len, "%slayers.%lld.%s", prefix, (long long)local, *s + pl + n);
+    *key = *s;
+    *s = t;
+    return 0;
+}
+
+static int build_plan(struct plan *p, const struct mcfg *m, struct span sp, int mixed)
 {
     const char *P = m->prefix;
     char n[512], mod[512];
@@ -251,13 +291,15 @@ static int build_plan(struct plan *p, const struct mcfg *m, int mixed)
     CK(add_plain(p, n, 2, m->vocab, H, 0, 1.0f, 0, ST_BF16));
     for (int64_t l = 0; l < m->n_layers; l++) {
         char L[256];
-        snprintf(L, sizeof L, "%slayers.%lld.", P, (long long)l);
+        size_t first_t = p->n;
+        /* named by the real index first (the random streams), renamed below */
+        snprintf(L, sizeof L, "%slayers.%lld.", P, (long long)(sp.first + l));
         snprintf(n, sizeof n, "%sinput_layernorm.weight", L);
         CK(add_plain(p, n, 1, H, 0, 0, 0.1f, 0, ST_BF16));
         snprintf(n, sizeof n, "%spost_attention_layernorm.weight", L);
         CK(add_plain(p, n, 1, H, 0, 0, 0.1f, 0, ST_BF16));
         if (m->layer_type[l] == MCFG_FULL_ATTN) {
-            int b = mk_recipe_bits(m, mixed, l, 1, 0);
+            int b = recipe_bits(m, sp, mixed, l, 1, 0);
             int64_t ao = m->n_heads * m->head_dim;
             snprintf(mod, sizeof mod, "%sself_attn.q_proj", L);
             CK(add_linear(p, mod, mcfg_q_out(m), H, b, amp_for(H, 1)));
@@ -303,7 +345,7 @@ static int build_plan(struct plan *p, const struct mcfg *m, int mixed)
             CK(add_plain(p, n, 3, E, H, I, amp_for(I, 0.5f), 0, ST_BF16));
         } else {
             for (int64_t e = 0; e < E; e++) {
-                int b = mk_recipe_bits(m, mixed, l, 0, e);
+                int b = recipe_bits(m, sp, mixed, l, 0, e);
                 snprintf(mod, sizeof mod, "%smlp.experts.%lld.gate_proj", L, (long long)e);
                 CK(add_linear(p, mod, I, H, b, amp_for(H, 1)));
                 snprintf(mod, sizeof mod, "%smlp.experts.%lld.up_proj", L, (long long)e);
@@ -321,6 +363,15 @@ static int build_plan(struct plan *p, const struct mcfg *m, int mixed)
             CK(add_linear(p, mod, H, Is, 16, amp_for(Is, 0.5f)));
             snprintf(mod, sizeof mod, "%smlp.shared_expert_gate", L);
             CK(add_linear(p, mod, 1, H, 16, amp_for(H, 1)));
+        }
+        for (size_t i = first_t; i < p->n && sp.first; i++) {
+            struct ptensor *t = &p->t[i];
+            char *mkey = NULL;
+            CK(relabel(&t->name, t->module ? &mkey : &t->key, P, sp.first + l, l));
+            if (t->module) {
+                free(mkey); /* quantized: the stream follows the module, not the tensor */
+                CK(relabel(&t->module, &t->key, P, sp.first + l, l));
+            }
         }
     }
     snprintf(n, sizeof n, "%snorm.weight", P);
@@ -356,7 +407,7 @@ static int emit(FILE *f, const struct ptensor *t, uint64_t seed, const char *pat
         return put(f, s, sizeof s, path);
     }
     if (t->kind == G_PLAIN) {
-        rng_seed(&r, seed, t->name);
+        rng_seed(&r, seed, t->key ? t->key : t->name);
         enum { CH = 1 << 15 };
         uint8_t buf[CH * 4];
         uint64_t ne = t->nbytes / (uint64_t)(st_dtype_bits(t->dtype) / 8);
@@ -376,7 +427,7 @@ static int emit(FILE *f, const struct ptensor *t, uint64_t seed, const char *pat
         return rc;
     }
     /* quantized: regenerate the module's rows (bf16-rounded) and quantize each */
-    rng_seed(&r, seed, t->module);
+    rng_seed(&r, seed, t->key ? t->key : t->module);
     float *w = malloc((size_t)t->in * sizeof *w);
     int8_t *q = malloc((size_t)t->in);
     uint16_t *s = malloc((size_t)(t->in / t->group) * sizeof *s);
@@ -562,19 +613,29 @@ static cJSON *scheme(cJSON *targets, int bits, int group)
 /* The recipe as compressed-tensors writes it. The int8 group comes first so that vLLM's
  * config-order matching and compressed-tensors' exact-before-regex order agree on the
  * super-experts. */
-static cJSON *quant_config(const struct mcfg *m)
+static cJSON *quant_config(const struct mcfg *m, struct span sp)
 {
+    /* a target that matches no module is an error to loaders, so a slice without quantized
+     * attention (or without any quantized layer) leaves those targets out */
+    int q_attn = 0, q_any = 0;
+    for (int64_t l = 0; l < m->n_layers; l++) {
+        q_any |= !boundary_layer(sp, l);
+        q_attn |= !boundary_layer(sp, l) && m->layer_type[l] == MCFG_FULL_ATTN;
+    }
+    if (!q_any)
+        return NULL;
     cJSON *q = cJSON_CreateObject(), *groups = cJSON_CreateObject();
     cJSON *t8 = cJSON_CreateArray(), *t4 = cJSON_CreateArray(), *ig = cJSON_CreateArray();
-    cJSON_AddItemToArray(t8, cJSON_CreateString("re:.*self_attn\\.(q|k|v|o)_proj$"));
+    if (q_attn)
+        cJSON_AddItemToArray(t8, cJSON_CreateString("re:.*self_attn\\.(q|k|v|o)_proj$"));
     char n[512];
     for (int64_t l = 0; l < m->n_layers; l++) {
-        if (boundary_layer(m, l))
+        if (boundary_layer(sp, l))
             continue;
         static const char *const pr[3] = { "gate_proj", "up_proj", "down_proj" };
         for (int k = 0; k < 3; k++) {
             snprintf(n, sizeof n, "%slayers.%lld.mlp.experts.%lld.%s", m->prefix, (long long)l,
-                     (long long)super_expert(m, l), pr[k]);
+                     (long long)super_expert(m, sp, l), pr[k]);
             cJSON_AddItemToArray(t8, cJSON_CreateString(n));
         }
     }
@@ -591,8 +652,16 @@ static cJSON *quant_config(const struct mcfg *m)
     cJSON_AddItemToArray(ig, cJSON_CreateString("re:.*shared_expert_gate$"));
     cJSON_AddItemToArray(ig, cJSON_CreateString("re:.*shared_expert\\..*"));
     cJSON_AddItemToArray(ig, cJSON_CreateString("re:.*linear_attn\\..*"));
-    snprintf(n, sizeof n, "re:.*layers\\.(0|1|%lld)\\..*", (long long)(m->n_layers - 1));
-    cJSON_AddItemToArray(ig, cJSON_CreateString(n));
+    /* the BF16 boundary layers this checkpoint holds, by its own index (none in a slice of
+     * middle layers) */
+    size_t k = (size_t)snprintf(n, sizeof n, "re:.*layers\\.(");
+    int nb = 0;
+    for (int64_t l = 0; l < m->n_layers && k < sizeof n - 64; l++)
+        if (boundary_layer(sp, l))
+            k += (size_t)snprintf(n + k, sizeof n - k, "%s%lld", nb++ ? "|" : "", (long long)l);
+    snprintf(n + k, sizeof n - k, ")\\..*");
+    if (nb)
+        cJSON_AddItemToArray(ig, cJSON_CreateString(n));
     cJSON_AddItemToObject(q, "ignore", ig);
     cJSON_AddItemToObject(q, "kv_cache_scheme", cJSON_CreateNull());
     cJSON_AddItemToObject(q, "quant_method", cJSON_CreateString("compressed-tensors"));
@@ -624,7 +693,7 @@ static int write_json(const char *dir, const char *file, cJSON *j)
     return rc;
 }
 
-static int write_configs(const struct mcfg *m, int mixed, const char *dir)
+static int write_configs(const struct mcfg *m, struct span sp, int mixed, const char *dir)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "architectures",
@@ -633,8 +702,9 @@ static int write_configs(const struct mcfg *m, int mixed, const char *dir)
         cJSON_AddItemToObject(root, "dtype", cJSON_CreateString("bfloat16"));
         cJSON_AddItemToObject(root, "image_token_id", num(248056));
         cJSON_AddItemToObject(root, "model_type", cJSON_CreateString("qwen3_5_moe"));
-        if (mixed)
-            cJSON_AddItemToObject(root, "quantization_config", quant_config(m));
+        cJSON *qc = mixed ? quant_config(m, sp) : NULL;
+        if (qc)
+            cJSON_AddItemToObject(root, "quantization_config", qc);
         cJSON_AddItemToObject(root, "text_config", text_config(m, 0));
         cJSON_AddItemToObject(root, "tie_word_embeddings", cJSON_CreateFalse());
         cJSON *v = cJSON_CreateObject();
@@ -649,8 +719,9 @@ static int write_configs(const struct mcfg *m, int mixed, const char *dir)
     } else {
         cJSON_Delete(root);
         root = text_config(m, 1);
-        if (mixed)
-            cJSON_AddItemToObject(root, "quantization_config", quant_config(m));
+        cJSON *qc = mixed ? quant_config(m, sp) : NULL;
+        if (qc)
+            cJSON_AddItemToObject(root, "quantization_config", qc);
     }
     int rc = write_json(dir, "config.json", root);
     cJSON_Delete(root);
@@ -697,6 +768,31 @@ static int tokenizer_vocab(const char *path, struct buf *text, int64_t *need)
     return 0;
 }
 
+int mk_synthetic(const char *name, struct mk_opts *o)
+{
+    static const struct {
+        const char *name;
+        int preset, layers, first;
+    } tab[] = {
+        { "tiny", MK_TINY, 0, 0 },
+        { "small", MK_SMALL, 0, 0 },
+        /* one full-attention group of real mid-model layers: 4, 5, 6 DeltaNet, 7 attention,
+         * none of them a BF16 boundary layer */
+        { "full-layers", MK_FULL, 4, 4 },
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (!strcmp(name, tab[i].name)) {
+            if (o) {
+                o->preset = tab[i].preset;
+                o->layers = tab[i].layers;
+                o->first_layer = tab[i].first;
+            }
+            return 0;
+        }
+    return err_set(ERR_INVAL, "no synthetic checkpoint named '%s' (tiny, small, full-layers)",
+                   name);
+}
+
 int mk_write(const struct mk_opts *o)
 {
     struct mcfg m;
@@ -706,6 +802,23 @@ int mk_write(const struct mk_opts *o)
     mk_preset_cfg(&m, o->preset, o->text_layout);
     if (o->shards < 1 || o->shards > 999)
         return err_set(ERR_INVAL, "--shards must be in 1..999");
+    struct span sp = whole(&m);
+    if (o->layers > 0 || o->first_layer > 0) {
+        int64_t n = o->layers > 0 ? o->layers : m.n_layers - o->first_layer;
+        if (o->first_layer < 0 || n < 1 || o->first_layer + n > m.n_layers)
+            return err_set(ERR_INVAL,
+                           "mkmodel: layers %lld..%lld are not within the preset's %lld layers",
+                           (long long)o->first_layer, (long long)(o->first_layer + n - 1),
+                           (long long)m.n_layers);
+        /* real layers first..first+n-1: their kinds, renumbered from 0 */
+        sp.first = o->first_layer;
+        m.n_layers = n;
+        m.n_full = 0;
+        for (int64_t i = 0; i < n; i++) {
+            m.layer_type[i] = m.layer_type[sp.first + i];
+            m.n_full += m.layer_type[i] == MCFG_FULL_ATTN;
+        }
+    }
     if (o->tokenizer) {
         int64_t need = 0;
         if ((rc = tokenizer_vocab(o->tokenizer, &tok, &need)) < 0)
@@ -719,7 +832,7 @@ int mk_write(const struct mk_opts *o)
     if ((rc = fs_mkdir_p(o->out, 0755)) < 0)
         goto out;
     p.seed = o->seed;
-    if ((rc = build_plan(&p, &m, o->mixed)) < 0)
+    if ((rc = build_plan(&p, &m, sp, o->mixed)) < 0)
         goto out;
     if ((size_t)o->shards > p.n) {
         rc = err_set(ERR_INVAL, "--shards %d exceeds the %zu tensors", o->shards, p.n);
@@ -741,7 +854,7 @@ int mk_write(const struct mk_opts *o)
         p.t[i].shard = sh;
         acc += p.t[i].nbytes;
     }
-    if ((rc = write_configs(&m, o->mixed, o->out)) < 0)
+    if ((rc = write_configs(&m, sp, o->mixed, o->out)) < 0)
         goto out;
     char path[4096], file[64];
     for (int s = 0; s < o->shards; s++) {

@@ -35,6 +35,10 @@ struct mk_opts {
     uint64_t seed;
     const char *tokenizer; /* optional tokenizer.json to copy; vocab covers it */
     int shards;            /* >= 1 */
+    /* A slice of the preset (0, 0: all of it): `layers` layers (0: to the last) that are the
+     * preset's real layers first_layer.. (kinds, recipe, random bytes), numbered from 0, with
+     * the whole model's embeddings, final norm and lm_head. */
+    int layers, first_layer;
 };
 
 /* Fills m with the preset's dimensions (vocab may be raised by a tokenizer). */
@@ -43,6 +47,12 @@ void mk_preset_cfg(struct mcfg *m, int preset, int text_layout);
 /* Precision the recipe gives a module: 16 (BF16), 8 (int8 channel) or 4 (int4 g32).
  * kind: 0 routed expert projection, 1 attention projection, 2 anything else. */
 int mk_recipe_bits(const struct mcfg *m, int mixed, int64_t layer, int kind, int64_t expert);
+
+/* The named synthetic checkpoints of `lode bench --synthetic NAME`: tiny, small (whole
+ * presets) and full-layers (the full preset's real layers 4..7: three DeltaNet layers and one
+ * attention layer, int4 experts, the real 248,320-row lm_head; about 4 GB). Sets o's preset,
+ * layers and first_layer when o is not NULL; ERR_INVAL for another name. */
+int mk_synthetic(const char *name, struct mk_opts *o);
 
 /* Writes the checkpoint. Returns 0 or ERR_* with a message. */
 int mk_write(const struct mk_opts *o);

@@ -54,6 +54,12 @@ void kern_mm_avx2(const struct kern_weight *w, const float *x, long T, float *y,
                   void *scratch);
 void kern_mm_avx512(const struct kern_weight *w, const float *x, long T, float *y, long r0, long r1,
                     void *scratch);
+/* The prefill GEMMs (T >= 4 tokens) of kern_mm_avx512 and kern_mm_avx2, same contract
+ * (gemm_avx512.c, gemm_avx2.c). */
+void kern_gemm_avx512(const struct kern_weight *w, const float *x, long T, float *y, long r0,
+                      long r1, void *scratch);
+void kern_gemm_avx2(const struct kern_weight *w, const float *x, long T, float *y, long r0, long r1,
+                    void *scratch);
 
 /* Vector helpers for attention and the delta rule, one table per ISA (n any length). */
 float kern_dot_avx2(const float *a, const float *b, long n);

@@ -1,15 +1,15 @@
 /*
  * matmul.c - y = x W^T for the checkpoint's weight layouts: validation, the scalar reference
- * (the oracle every fast path is tested against) and the threaded dispatcher.
+ * (the oracle every fast path is tested against) and kern_matmul.
  *
- * Work is split over output rows in blocks of KERN_MM_ROWS; each ISA kernel processes its rows
- * the same way whatever block range it gets, so results do not depend on the thread count.
+ * Work is split over output rows in blocks of KERN_MM_ROWS, handed out by the scheduler in
+ * moe.c (kern_matmul is kern_matmul_n of one weight); each ISA kernel processes its rows the
+ * same way whatever block range it gets, so results do not depend on the thread count.
  */
 #include "kernels/cpu/kern_cpu.h"
 
 #include "common/ckd.h"
 #include "common/err.h"
-#include "common/pool.h"
 
 #include <string.h>
 
@@ -95,9 +95,10 @@ void kern_dequant_row(const struct kern_weight *w, long r, float *out)
 size_t kern_mm_scratch(long k)
 {
     size_t kp = ((size_t)k + 127) & ~(size_t)127;
-    /* dequantized row block + a permuted/padded activation row + per-row scales + the prefill
-     * kernels' partial sums (64 tokens x 16 rows x 16 lanes) */
-    return (KERN_MM_ROWS * kp + kp + 256 + kp / 8 + 64 + 64 * 16 * 16) * sizeof(float);
+    /* dequantized row block + a permuted/padded activation row + the scales of 4 rows (int8
+     * group 16: 4 x k / 16) + the prefill kernels' partial sums (64 tokens x 16 rows x 16
+     * lanes) */
+    return (KERN_MM_ROWS * kp + kp + 256 + kp / 4 + 64 + 64 * 16 * 16) * sizeof(float);
 }
 
 /* The oracle: exact dequantization, double accumulation. */
@@ -125,27 +126,6 @@ kern_mm_fn kern_mm_for(int isa)
                                   : kern_mm_scalar;
 }
 
-struct mm_job {
-    struct kern_cpu *c;
-    kern_mm_fn fn;
-    const struct kern_weight *w;
-    const float *x;
-    long T;
-    float *y;
-};
-
-static void mm_part(void *ctx, int tid, int nth)
-{
-    struct mm_job *j = ctx;
-    long nb = (j->w->n + KERN_MM_ROWS - 1) / KERN_MM_ROWS, lo, hi;
-    pool_range(nb, tid, nth, &lo, &hi);
-    long r0 = lo * KERN_MM_ROWS, r1 = hi * KERN_MM_ROWS;
-    if (r1 > j->w->n)
-        r1 = j->w->n;
-    if (r0 < r1)
-        j->fn(j->w, j->x, j->T, j->y, r0, r1, j->c->scratch[tid]);
-}
-
 int kern_matmul(struct kern_cpu *c, const struct kern_weight *w, const float *x, long T, float *y)
 {
     int rc = kern_weight_check(w);
@@ -153,15 +133,6 @@ int kern_matmul(struct kern_cpu *c, const struct kern_weight *w, const float *x,
         return rc;
     if (T < 0 || (T > 0 && (!x || !y)))
         return err_set(ERR_INVAL, "matmul: %ld tokens", T);
-    if (T == 0)
-        return 0;
-    if ((rc = kern_cpu_reserve(c, kern_mm_scratch(w->k))) < 0)
-        return rc;
-    struct mm_job j = { c, kern_mm_for(c->isa), w, x, T, y };
-    /* small products are not worth waking the pool */
-    if (c->nthreads == 1 || (double)w->n * (double)w->k * (double)T < 65536.0)
-        mm_part(&j, 0, 1);
-    else
-        pool_run(c->pool, mm_part, &j);
-    return 0;
+    /* one task of the scheduler in moe.c (claimed row blocks, see there) */
+    return kern_matmul_n(c, 1, &w, x, T, &y);
 }

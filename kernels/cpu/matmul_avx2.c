@@ -1,9 +1,9 @@
 /*
  * matmul_avx2.c - y = x W^T with AVX2 + FMA, the same plan as matmul_avx512.c on 8 lanes:
  * decode streams each row once (int4: lane j = packed word j, nibble s shifted down and
- * converted; int8: xor 0x80 and sign-extend); prefill dequantizes 16 rows into fp32 scratch and
- * runs a 4-token x 2-row tile. Tails that do not fill a vector are done in scalar code, in a fixed
- * order, so a row's result depends only on the row.
+ * converted; int8: xor 0x80 and sign-extend); prefill (T >= 4) is kern_gemm_avx2 in
+ * gemm_avx2.c. Tails that do not fill a vector are done in scalar code, in a fixed order, so a
+ * row's result depends only on the row.
  */
 #include "kernels/cpu/kern_cpu.h"
 
@@ -55,24 +55,56 @@ static inline __m256 bf16x8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-static float dot_bf16(const uint16_t *w, const float *x, long k)
+/* NR <= 4 bf16 rows (k apart) dotted with x, as dot_bf16_rows in matmul_avx512.c: each
+ * activation vector is loaded once for all rows, and the software prefetch runs in the next
+ * group of 4 rows (>= 1 KB ahead), not 2 KB ahead in the same row, which the neighbouring rows
+ * of this group are already reading. A row's result depends only on k, not on NR. */
+static inline __attribute__((always_inline)) void dot_bf16_rows(const uint16_t *w, long k,
+                                                                const float *x, float *out, int NR)
 {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 a[4], b[4];
+    for (int j = 0; j < 4; j++)
+        a[j] = b[j] = _mm256_setzero_ps();
+    long pf = 4 * k;
+    while (pf < 512)
+        pf += 4 * k;
     long i = 0;
-    for (; i + 32 <= k; i += 32) {
-        /* software prefetch 2 KB ahead, as in matmul_avx512.c */
-        _mm_prefetch((const char *)(w + i) + 2048, _MM_HINT_T0);
-        s0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), s0);
-        s1 = _mm256_fmadd_ps(bf16x8(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-        s2 = _mm256_fmadd_ps(bf16x8(w + i + 16), _mm256_loadu_ps(x + i + 16), s2);
-        s3 = _mm256_fmadd_ps(bf16x8(w + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+    for (; i + 16 <= k; i += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+        {
+            const uint16_t *wj = w + j * k + i;
+            if (!(i & 16)) /* one 64-byte line per row every other pass */
+                _mm_prefetch((const char *)(wj + pf), _MM_HINT_T0);
+            a[j] = _mm256_fmadd_ps(bf16x8(wj), x0, a[j]);
+            b[j] = _mm256_fmadd_ps(bf16x8(wj + 8), x1, b[j]);
+        }
     }
-    for (; i + 8 <= k; i += 8)
-        s0 = _mm256_fmadd_ps(bf16x8(w + i), _mm256_loadu_ps(x + i), s0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < k; i++)
-        s += kern_bf16f(w[i]) * x[i];
-    return s;
+    for (; i + 8 <= k; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) a[j] =
+            _mm256_fmadd_ps(bf16x8(w + j * k + i), xv, a[j]);
+    }
+    _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)
+    {
+        float s = hsum(_mm256_add_ps(a[j], b[j]));
+        for (long t = i; t < k; t++)
+            s += kern_bf16f(w[j * k + t]) * x[t];
+        out[j] = s;
+    }
+}
+
+/* Rows [r0, r1) of a bf16 weight in groups of 4 from r0 (a multiple of KERN_MM_ROWS), the rest
+ * (only at n) one at a time, so results do not depend on the threads. */
+static void gemv_bf16(const struct kern_weight *w, const float *x, float *y, long r0, long r1)
+{
+    long k = w->k;
+    const uint16_t *p = w->data;
+    long r = r0;
+    for (; r + 4 <= r1; r += 4)
+        dot_bf16_rows(p + r * k, k, x, y + r, 4);
+    for (; r < r1; r++)
+        dot_bf16_rows(p + r * k, k, x, y + r, 1);
 }
 
 /* xp[b*64 + s*8 + j] = x[b*64 + 8j + s] for the whole 64-column blocks. */
@@ -168,13 +200,15 @@ static void gemv(const struct kern_weight *w, const float *x, long T, float *y, 
     float *row = scr;
     for (long t = 0; t < T; t++) {
         const float *xt = x + t * k;
+        if (w->type == KERN_BF16) {
+            gemv_bf16(w, xt, y + t * n, r0, r1);
+            continue;
+        }
         if (w->type == KERN_I4 && i4_fast(w))
             i4_permute_x(xt, k, xp);
         for (long r = r0; r < r1; r++) {
             float v;
-            if (w->type == KERN_BF16) {
-                v = dot_bf16((const uint16_t *)w->data + r * k, xt, k);
-            } else if (w->type == KERN_F32) {
+            if (w->type == KERN_F32) {
                 v = dot_f32((const float *)w->data + r * k, xt, k);
             } else if (w->type == KERN_I4 && i4_fast(w)) {
                 row_scales(w, r, sc);
@@ -191,130 +225,12 @@ static void gemv(const struct kern_weight *w, const float *x, long T, float *y, 
     }
 }
 
-static void dequant(const struct kern_weight *w, long r, float *out, long kp, float *sc)
-{
-    long k = w->k, i = 0;
-    if (w->type == KERN_BF16) {
-        const uint16_t *p = (const uint16_t *)w->data + r * k;
-        for (; i + 8 <= k; i += 8)
-            _mm256_store_ps(out + i, bf16x8(p + i));
-        for (; i < k; i++)
-            out[i] = kern_bf16f(p[i]);
-    } else if (w->type == KERN_I4) {
-        /* one packed word = 8 columns: broadcast, shift lane j by 4j, mask, convert */
-        const uint32_t *p = (const uint32_t *)w->data + r * (k / 8);
-        const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-        row_scales(w, r, sc);
-        for (; i + 8 <= k; i += 8) {
-            __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32((int)p[i / 8]), sh);
-            __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15)));
-            q = _mm256_sub_ps(q, _mm256_set1_ps(8.0f));
-            _mm256_store_ps(out + i, _mm256_mul_ps(q, _mm256_set1_ps(sc[i / w->group])));
-        }
-    } else if (w->type == KERN_I8) {
-        const uint8_t *p = (const uint8_t *)w->data + r * k;
-        row_scales(w, r, sc);
-        for (; i + 8 <= k && w->group % 8 == 0; i += 8)
-            _mm256_store_ps(out + i, _mm256_mul_ps(i8x8(p + i), _mm256_set1_ps(sc[i / w->group])));
-        for (; i < k; i++)
-            out[i] = (float)((int)p[i] - 128) * sc[i / w->group];
-    } else {
-        kern_dequant_row(w, r, out);
-        i = k;
-    }
-    for (; i < kp; i++)
-        out[i] = 0;
-}
-
-/* Prefill blocking as in matmul_avx512.c: 16 rows x 64 tokens x 256 columns, 8-lane partial
- * sums per (token, row) in ab between column blocks; a 4-token x 2-row register tile. */
-#define MM_KC 256
-#define MM_TC 64
-
-static inline __attribute__((always_inline)) void tile(const float *x, long ldx, long kn,
-                                                       const float *wr, long kp, float *ab,
-                                                       int first, int NT, int NR)
-{
-    __m256 acc[4][2];
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        _Pragma("GCC unroll 2") for (int j = 0; j < NR; j++) acc[t][j] =
-            first ? _mm256_setzero_ps() : _mm256_load_ps(ab + (t * 16 + j) * 16);
-    long i = 0;
-    for (; i + 8 <= kn; i += 8) {
-        __m256 wv[2];
-        _Pragma("GCC unroll 2") for (int j = 0; j < NR; j++) wv[j] =
-            _mm256_load_ps(wr + j * kp + i);
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        {
-            __m256 xv = _mm256_loadu_ps(x + t * ldx + i);
-            _Pragma("GCC unroll 2") for (int j = 0; j < NR; j++) acc[t][j] =
-                _mm256_fmadd_ps(xv, wv[j], acc[t][j]);
-        }
-    }
-    if (i < kn) { /* the last (k % 8) columns: masked load of x, weights are zero padded */
-        static const int32_t m8[16] = { -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0 };
-        __m256i m = _mm256_loadu_si256((const __m256i *)(m8 + 8 - (kn - i)));
-        __m256 wv[2];
-        _Pragma("GCC unroll 2") for (int j = 0; j < NR; j++) wv[j] =
-            _mm256_load_ps(wr + j * kp + i);
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        {
-            __m256 xv = _mm256_maskload_ps(x + t * ldx + i, m);
-            _Pragma("GCC unroll 2") for (int j = 0; j < NR; j++) acc[t][j] =
-                _mm256_fmadd_ps(xv, wv[j], acc[t][j]);
-        }
-    }
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++)
-        _Pragma("GCC unroll 2") for (int j = 0; j < NR; j++)
-            _mm256_store_ps(ab + (t * 16 + j) * 16, acc[t][j]);
-}
-
-static void tile_any(const float *x, long ldx, long kn, const float *wr, long kp, float *ab,
-                     int first, int nt, int nr)
-{
-    switch (nt * 8 + nr) {
-    case 4 * 8 + 2: tile(x, ldx, kn, wr, kp, ab, first, 4, 2); break;
-    case 4 * 8 + 1: tile(x, ldx, kn, wr, kp, ab, first, 4, 1); break;
-    case 3 * 8 + 2: tile(x, ldx, kn, wr, kp, ab, first, 3, 2); break;
-    case 3 * 8 + 1: tile(x, ldx, kn, wr, kp, ab, first, 3, 1); break;
-    case 2 * 8 + 2: tile(x, ldx, kn, wr, kp, ab, first, 2, 2); break;
-    case 2 * 8 + 1: tile(x, ldx, kn, wr, kp, ab, first, 2, 1); break;
-    case 1 * 8 + 2: tile(x, ldx, kn, wr, kp, ab, first, 1, 2); break;
-    default: tile(x, ldx, kn, wr, kp, ab, first, 1, 1); break;
-    }
-}
-
 void kern_mm_avx2(const struct kern_weight *w, const float *x, long T, float *y, long r0, long r1,
                   void *scratch)
 {
-    float *scr = scratch;
     if (T < MM_GEMM_T) {
-        gemv(w, x, T, y, r0, r1, scr);
+        gemv(w, x, T, y, r0, r1, scratch);
         return;
     }
-    long k = w->k, n = w->n, kp = (k + 127) & ~127L;
-    float *sc = scr + KERN_MM_ROWS * kp + kp + 256;
-    float *ab = scr + kern_mm_scratch(k) / sizeof(float) - MM_TC * 16 * 16;
-    for (long rb = r0; rb < r1; rb += KERN_MM_ROWS) {
-        long nr = r1 - rb < KERN_MM_ROWS ? r1 - rb : KERN_MM_ROWS;
-        for (long j = 0; j < nr; j++)
-            dequant(w, rb + j, scr + j * kp, kp, sc);
-        for (long tc = 0; tc < T; tc += MM_TC) {
-            long ntc = T - tc < MM_TC ? T - tc : MM_TC;
-            for (long k0 = 0; k0 < k; k0 += MM_KC) {
-                long kn = k - k0 < MM_KC ? k - k0 : MM_KC;
-                for (long t0 = 0; t0 < ntc; t0 += 4) {
-                    int nt = ntc - t0 < 4 ? (int)(ntc - t0) : 4;
-                    for (long rr = 0; rr < nr; rr += 2) {
-                        int nrr = nr - rr < 2 ? (int)(nr - rr) : 2;
-                        tile_any(x + (tc + t0) * k + k0, k, kn, scr + rr * kp + k0, kp,
-                                 ab + (t0 * 16 + rr) * 16, k0 == 0, nt, nrr);
-                    }
-                }
-            }
-            for (long t = 0; t < ntc; t++)
-                for (long j = 0; j < nr; j++)
-                    y[(tc + t) * n + rb + j] = hsum(_mm256_load_ps(ab + (t * 16 + j) * 16));
-        }
-    }
+    kern_gemm_avx2(w, x, T, y, r0, r1, scratch); /* prefill: gemm_avx2.c */
 }

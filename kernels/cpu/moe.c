@@ -5,7 +5,13 @@
  * expert. Weights are the caller's views (normally the mmap); the row blocks of all the
  * projections of a phase are one list split over threads, so the pool is woken twice per layer,
  * not once per projection, and each row is still computed the same way for any thread count.
- * kern_matmul_n runs the same machinery for several dense projections of one input.
+ * kern_matmul_n (and kern_matmul) run the same machinery for dense projections.
+ *
+ * Threads claim runs of row blocks from a shared counter, long runs first and single blocks at
+ * the end (guided scheduling), instead of fixed equal shares: rows of different dtypes cost
+ * different times (a bf16 shared expert next to int4 experts), and on a shared machine one
+ * thread can be descheduled for a while; with fixed shares the other would wait at the end of
+ * every region. Which thread computes a block never changes how it is computed.
  */
 #include "kernels/cpu/kern_cpu.h"
 
@@ -31,10 +37,21 @@ struct moe_phase {
     struct mm_task task[MOE_MAX_TASKS];
     int ntask;
     long nblocks;
+    long next; /* the first block nobody has claimed (atomic while the region runs) */
 };
 
 /* 40 KB of task list: per calling thread, not on its stack */
 static __thread struct moe_phase moe_phase_tls;
+
+/* An empty task list (not a memset of the 40 KB: phase_add writes every task it counts). */
+static void phase_init(struct moe_phase *ph, struct kern_cpu *c)
+{
+    ph->c = c;
+    ph->fn = kern_mm_for(c->isa);
+    ph->ntask = 0;
+    ph->nblocks = 0;
+    ph->next = 0;
+}
 
 static void phase_add(struct moe_phase *ph, const struct kern_weight *w, const float *x, long T,
                       float *y)
@@ -44,27 +61,54 @@ static void phase_add(struct moe_phase *ph, const struct kern_weight *w, const f
     ph->nblocks += t->nblocks;
 }
 
-static void phase_part(void *ctx, int tid, int nth)
+/* Claims blocks [*lo, *hi): a 1/(2 nth) share of what is left, at least one block; 0 when all
+ * are taken. */
+static int phase_claim(struct moe_phase *ph, int nth, long *lo, long *hi)
 {
-    struct moe_phase *ph = ctx;
-    long lo, hi, base = 0;
-    pool_range(ph->nblocks, tid, nth, &lo, &hi);
-    for (int i = 0; i < ph->ntask && base < hi; i++) {
-        struct mm_task *t = &ph->task[i];
-        long b0 = lo > base ? lo - base : 0, b1 = hi - base < t->nblocks ? hi - base : t->nblocks;
-        if (b0 < b1) {
-            long r0 = b0 * KERN_MM_ROWS, r1 = b1 * KERN_MM_ROWS;
-            if (r1 > t->w->n)
-                r1 = t->w->n;
-            ph->fn(t->w, t->x, t->T, t->y, r0, r1, ph->c->scratch[tid]);
+    long cur = __atomic_load_n(&ph->next, __ATOMIC_RELAXED);
+    for (;;) {
+        if (cur >= ph->nblocks)
+            return 0;
+        long run = (ph->nblocks - cur) / (2L * nth);
+        if (run < 1)
+            run = 1;
+        if (__atomic_compare_exchange_n(&ph->next, &cur, cur + run, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            *lo = cur;
+            *hi = cur + run;
+            return 1;
         }
-        base += t->nblocks;
     }
 }
 
-static void phase_run(struct moe_phase *ph)
+static void phase_part(void *ctx, int tid, int nth)
 {
-    if (ph->c->nthreads == 1)
+    struct moe_phase *ph = ctx;
+    long lo, hi;
+    int i = 0;
+    long base = 0; /* first block of task i; claims only move forward, so the scan does too */
+    while (phase_claim(ph, nth, &lo, &hi)) {
+        for (; i < ph->ntask && base < hi; i++) {
+            struct mm_task *t = &ph->task[i];
+            long b0 = lo > base ? lo - base : 0;
+            long b1 = hi - base < t->nblocks ? hi - base : t->nblocks;
+            if (b0 < b1) {
+                long r0 = b0 * KERN_MM_ROWS, r1 = b1 * KERN_MM_ROWS;
+                if (r1 > t->w->n)
+                    r1 = t->w->n;
+                ph->fn(t->w, t->x, t->T, t->y, r0, r1, ph->c->scratch[tid]);
+            }
+            if (base + t->nblocks > hi)
+                break; /* the task goes on in a later claim */
+            base += t->nblocks;
+        }
+    }
+}
+
+static void phase_run(struct moe_phase *ph, int alone)
+{
+    ph->next = 0;
+    if (ph->c->nthreads == 1 || alone)
         phase_part(ph, 0, 1);
     else
         pool_run(ph->c->pool, phase_part, ph);
@@ -77,6 +121,7 @@ int kern_matmul_n(struct kern_cpu *c, int n, const struct kern_weight *const *w,
         return err_set(ERR_INVAL, "matmul_n: %d weights, %ld tokens", n, T);
     int rc;
     long kmax = 0;
+    double work = 0;
     for (int i = 0; i < n; i++) {
         if ((rc = kern_weight_check(w[i])) < 0)
             return err_prefix(rc, "matmul_n weight %d", i);
@@ -84,18 +129,17 @@ int kern_matmul_n(struct kern_cpu *c, int n, const struct kern_weight *const *w,
             return err_set(ERR_INVAL, "matmul_n: weight %d has %ld columns, weight 0 %ld", i,
                            w[i]->k, w[0]->k);
         kmax = w[i]->k > kmax ? w[i]->k : kmax;
+        work += (double)w[i]->n * (double)w[i]->k * (double)T;
     }
     if (T == 0)
         return 0;
     if ((rc = kern_cpu_reserve(c, kern_mm_scratch(kmax))) < 0)
         return rc;
     struct moe_phase *ph = &moe_phase_tls;
-    memset(ph, 0, sizeof *ph);
-    ph->c = c;
-    ph->fn = kern_mm_for(c->isa);
+    phase_init(ph, c);
     for (int i = 0; i < n; i++)
         phase_add(ph, w[i], x, T, y[i]);
-    phase_run(ph);
+    phase_run(ph, work < 65536.0); /* small products are not worth waking the pool */
     return 0;
 }
 
@@ -169,9 +213,7 @@ int kern_moe(struct kern_cpu *c, const struct kern_moe *m)
 
     struct moe_phase *ph = &moe_phase_tls;
     /* phase 1: gate and up of every active expert (and the shared expert) */
-    memset(ph, 0, sizeof *ph);
-    ph->c = c;
-    ph->fn = kern_mm_for(c->isa);
+    phase_init(ph, c);
     long off = 0;
     for (int a = 0; a < nact; a++) {
         const struct kern_expert *ex = &m->experts[active[a]];
@@ -186,7 +228,7 @@ int kern_moe(struct kern_cpu *c, const struct kern_moe *m)
         phase_add(ph, &m->shared->gate, m->x, T, SG);
         phase_add(ph, &m->shared->up, m->x, T, SU);
     }
-    phase_run(ph);
+    phase_run(ph, 0);
     kern_swiglu(G, G, U, nsel * I);
     if (m->shared)
         kern_swiglu(SG, SG, SU, T * I);
@@ -203,7 +245,7 @@ int kern_moe(struct kern_cpu *c, const struct kern_moe *m)
     }
     if (m->shared)
         phase_add(ph, &m->shared->down, SG, T, SD);
-    phase_run(ph);
+    phase_run(ph, 0);
     /* combine: per token, its experts in index order, then the shared expert */
     for (long t = 0; t < T; t++) {
         float *y = m->y + t * H;

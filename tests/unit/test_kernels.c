@@ -196,6 +196,97 @@ static void t_matmul_int8(void)
                              cases[i].k, Ts[c]);
 }
 
+/* Decode (T < 4) over many row blocks: the 4-row gemv kernels (bf16, int8, int4), their tails at
+ * n and inside a group, and the row runs threads claim from the scheduler, against the
+ * reference and bitwise across 1..3 threads (check_layout). */
+static void t_gemv(void)
+{
+    struct {
+        struct layout L;
+        long k;
+    } cases[] = {
+        { { KERN_BF16, 0, 0 }, 1024 },        { { KERN_BF16, 0, 0 }, 1030 },
+        { { KERN_BF16, 0, 0 }, 2064 },        { { KERN_I8, 0, KERN_BF16 }, 1024 },
+        { { KERN_I8, 0, KERN_F32 }, 1036 },   { { KERN_I8, 16, KERN_BF16 }, 1040 },
+        { { KERN_I8, 48, KERN_F16 }, 1056 },  { { KERN_I8, 64, KERN_F32 }, 1024 },
+        { { KERN_I4, 32, KERN_BF16 }, 1024 }, { { KERN_I4, 128, KERN_F32 }, 2048 },
+    };
+    static const long ns[] = { 323, 208 };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int T = 1; T <= 3; T += 2)
+            for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
+                check_layout(cases[i].L, ns[j], cases[i].k, T);
+}
+
+/* Prefill (T >= 4): the packed-panel GEMM of every weight layout against the reference and
+ * bitwise across 1..3 threads (check_layout). Shapes cross its tiles: n not a multiple of the
+ * 32-row panel or the 16-row thread block (tails inside a panel), k not a multiple of the
+ * 256-column block or of a 16-word load (and a group of 96 straddling the block edge), T not a
+ * multiple of the 8-token tile, past the 512-token pass and n past the 256-row pass. */
+static void gemm_prefix(struct kern_cpu *c, struct layout L);
+
+static void t_gemm(void)
+{
+    struct {
+        struct layout L;
+        long k;
+    } cases[] = {
+        { { KERN_F32, 0, 0 }, 33 },          { { KERN_F32, 0, 0 }, 300 },
+        { { KERN_BF16, 0, 0 }, 100 },        { { KERN_BF16, 0, 0 }, 1030 },
+        { { KERN_I4, 32, KERN_BF16 }, 160 }, { { KERN_I4, 32, KERN_F16 }, 544 },
+        { { KERN_I4, 128, KERN_F32 }, 384 }, { { KERN_I4, 128, KERN_BF16 }, 640 },
+        { { KERN_I4, 96, KERN_BF16 }, 576 }, { { KERN_I4, 8, KERN_F32 }, 40 },
+        { { KERN_I8, 0, KERN_BF16 }, 100 },  { { KERN_I8, 0, KERN_F32 }, 1036 },
+        { { KERN_I8, 32, KERN_BF16 }, 160 }, { { KERN_I8, 128, KERN_F16 }, 640 },
+        { { KERN_I8, 4, KERN_F32 }, 12 },
+    };
+    static const long Ts[] = { 4, 5, 7, 16, 31, 64, 129 };
+    static const long ns[] = { 5, 37, 83 };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (size_t t = 0; t < sizeof Ts / sizeof *Ts; t++)
+            check_layout(cases[i].L, ns[(i + t) % 3], cases[i].k, Ts[t]);
+    check_layout((struct layout){ KERN_I4, 32, KERN_BF16 }, 300, 96, 9);
+    check_layout((struct layout){ KERN_BF16, 0, 0 }, 21, 48, 520);
+    check_layout((struct layout){ KERN_I8, 0, KERN_BF16 }, 37, 64, 517);
+    /* each output is one FMA chain in column order whatever the tiling: a token's result does
+     * not depend on how many tokens share the call (8: the int4 single-tile path, 9 and 70: the
+     * panel path with different tiles) */
+    struct layout Ls[] = { { KERN_I4, 32, KERN_BF16 },
+                           { KERN_I4, 128, KERN_F32 },
+                           { KERN_I8, 0, KERN_BF16 },
+                           { KERN_BF16, 0, 0 },
+                           { KERN_F32, 0, 0 } };
+    for (int isa = KERN_ISA_AVX2; isa <= KERN_ISA_AVX512; isa++) {
+        struct kern_cpu *c = NULL;
+        if (!kern_isa_supported(isa) || kern_cpu_new(&c, 2, isa) < 0)
+            continue;
+        for (size_t i = 0; i < sizeof Ls / sizeof *Ls; i++)
+            gemm_prefix(c, Ls[i]);
+        kern_cpu_free(c);
+    }
+}
+
+/* t_gemm's T-independence check for one layout on c. */
+static void gemm_prefix(struct kern_cpu *c, struct layout L)
+{
+    void *d, *sc;
+    long n = 45, k = 640, Tn[] = { 8, 9, 70 };
+    struct kern_weight w = mkweight(L.type, n, k, L.group ? L.group : k, L.scale_type, &d, &sc);
+    float *x = fbuf((size_t)(70 * k)), *y[3];
+    fill(x, (size_t)(70 * k), 1.0f);
+    for (int j = 0; j < 3; j++) {
+        y[j] = fbuf((size_t)(Tn[j] * n));
+        CHECK(kern_matmul(c, &w, x, Tn[j], y[j]) == 0);
+    }
+    CHECKF(!memcmp(y[0], y[1], (size_t)(8 * n) * sizeof(float)) &&
+               !memcmp(y[1], y[2], (size_t)(9 * n) * sizeof(float)),
+           "%s %s: a token's result depends on T", kern_isa_name(kern_cpu_isa(c)),
+           kern_dtype_name(L.type));
+    for (int j = 0; j < 3; j++)
+        free(y[j]);
+    free(x), free(d), free(sc);
+}
+
 /* The reference's own semantics: the packed layout of checkpoint-format.md 3.2 on a hand-made row.
  */
 static void t_matmul_layout(void)
@@ -419,6 +510,8 @@ int main(void)
     TEST_RUN(t_matmul_int4);
     TEST_RUN(t_matmul_int8);
     TEST_RUN(t_matmul_n);
+    TEST_RUN(t_gemv);
+    TEST_RUN(t_gemm);
     kern_cpu_free(ctx_scalar);
     TEST_END();
 }

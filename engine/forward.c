@@ -15,8 +15,10 @@
 
 #include "common/ckd.h"
 #include "common/err.h"
+#include "common/text.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Scratch layout for one chunk of T tokens (floats). */
@@ -39,6 +41,56 @@ struct fwd_bufs {
 };
 
 static long lmax(long a, long b) { return a > b ? a : b; }
+
+/* ---------------------------------------------------------------- profile */
+
+/* Opt-in (LODE_PROFILE=1), decode steps only (T == 1): the time since *t0 and `bytes` are
+ * charged to op, and *t0 moves on. Off, it costs one branch per op. */
+static void prof(struct eng *e, int op, double *t0, double bytes)
+{
+    if (!e->prof.active)
+        return;
+    double now = time_s();
+    e->prof.t[op] += now - *t0;
+    e->prof.bytes[op] += bytes;
+    *t0 = now;
+}
+
+static double prof_start(const struct eng *e) { return e->prof.active ? time_s() : 0; }
+
+static double wbytes(const struct kern_weight *w) { return (double)kern_weight_bytes(w); }
+
+static double expert_bytes(const struct kern_expert *x)
+{
+    return wbytes(&x->gate) + wbytes(&x->up) + wbytes(&x->down);
+}
+
+void eng_prof_print(const struct eng *e)
+{
+    static const char *names[PROF_N] = { "embedding", "norms",     "GDN projections",
+                                         "GDN core",  "attn proj", "attn core",
+                                         "router",    "experts",   "shared expert",
+                                         "lm_head",   "other" };
+    const struct eng_prof *p = &e->prof;
+    if (!p->on || p->steps == 0)
+        return;
+    double sum = 0, bsum = 0, n = (double)p->steps;
+    fprintf(stderr,
+            "lode profile: %ld decode steps, %.3f ms/token (the shared expert runs apart while "
+            "profiling)\n",
+            p->steps, 1e3 * p->total / n);
+    fprintf(stderr, "%-16s %9s %6s %9s %8s\n", "op", "ms/token", "%", "MB/token", "GB/s");
+    for (int i = 0; i < PROF_N; i++) {
+        sum += p->t[i];
+        bsum += p->bytes[i];
+        fprintf(stderr, "%-16s %9.3f %6.1f %9.2f %8.2f\n", names[i], 1e3 * p->t[i] / n,
+                p->total > 0 ? 100 * p->t[i] / p->total : 0, p->bytes[i] / n / 1e6,
+                p->t[i] > 0 ? p->bytes[i] / p->t[i] / 1e9 : 0);
+    }
+    fprintf(stderr, "%-16s %9.3f %6.1f %9.2f %8.2f\n", "total", 1e3 * sum / n,
+            p->total > 0 ? 100 * sum / p->total : 0, bsum / n / 1e6,
+            sum > 0 ? bsum / sum / 1e9 : 0);
+}
 
 static int get_bufs(struct eng *e, long T, struct fwd_bufs *b)
 {
@@ -90,11 +142,13 @@ static int attention(struct eng *e, struct eng_layer *L, int l, struct seq_state
     long qstride = c->attn_output_gate ? 2L * hd : hd; /* per head: [query | gate] */
     float *qg = b->big, *k = b->aux, *v = b->aux + T * kvo;
     int rc;
+    double t0 = prof_start(e);
     /* q, k and v of the same input in one parallel region */
     const struct kern_weight *w3[3] = { &L->q, &L->k, &L->v };
     float *y3[3] = { qg, k, v };
     if ((rc = kern_matmul_n(e->kc, 3, w3, b->h, T, y3)) < 0)
         return rc;
+    prof(e, PROF_ATTN_PROJ, &t0, wbytes(&L->q) + wbytes(&L->k) + wbytes(&L->v));
     float eps = (float)c->rms_eps;
     /* per-head RMSNorm (1 + w) on queries and keys, then RoPE on their first rotary_dim dims */
     kern_rmsnorm(qg, qstride, qg, qstride, L->q_norm, T * nh, hd, eps);
@@ -132,6 +186,7 @@ static int attention(struct eng *e, struct eng_layer *L, int l, struct seq_state
     };
     if ((rc = kern_attention(e->kc, &a)) < 0)
         return rc;
+    double kv_elt = s->kv_type == KERN_F32 ? 4 : s->kv_type == KERN_FP8 ? 1 : 2;
     if (c->attn_output_gate) {
         /* o = attention * sigmoid(gate), the gate being the second half of each q_proj head */
         for (long t = 0; t < T; t++)
@@ -142,7 +197,10 @@ static int attention(struct eng *e, struct eng_layer *L, int l, struct seq_state
                     o[i] *= kern_sigmoid1(g[i]);
             }
     }
-    return kern_matmul(e->kc, &L->o, b->z, T, b->y);
+    prof(e, PROF_ATTN_CORE, &t0, 2.0 * kv_elt * (double)kvo * (double)(s->pos + T));
+    rc = kern_matmul(e->kc, &L->o, b->z, T, b->y);
+    prof(e, PROF_ATTN_PROJ, &t0, wbytes(&L->o));
+    return rc;
 }
 
 static int deltanet(struct eng *e, struct eng_layer *L, int l, struct seq_state *s, long T,
@@ -153,10 +211,12 @@ static int deltanet(struct eng *e, struct eng_layer *L, int l, struct seq_state 
     long dk = (long)c->lin_k_dim, dv = (long)c->lin_v_dim;
     float *a = b->ab, *bb = b->ab + T * nv, *g = b->gb, *beta = b->gb + T * nv;
     int rc;
+    double t0 = prof_start(e);
     const struct kern_weight *w4[4] = { &L->qkv, &L->z, &L->a, &L->b };
     float *y4[4] = { b->big, b->z, a, bb };
     if ((rc = kern_matmul_n(e->kc, 4, w4, b->h, T, y4)) < 0)
         return rc;
+    prof(e, PROF_GDN_PROJ, &t0, wbytes(&L->qkv) + wbytes(&L->z) + wbytes(&L->a) + wbytes(&L->b));
     /* causal depthwise conv + SiLU over the q|k|v channels (not z, a, b) */
     if ((rc = kern_conv1d_silu(b->aux, b->big, cd, s->layer[l].conv, L->conv_w, T, cd,
                                (int)c->conv_kernel)) < 0)
@@ -188,7 +248,11 @@ static int deltanet(struct eng *e, struct eng_layer *L, int l, struct seq_state 
         return rc;
     /* gated RMSNorm per value head (plain w), times SiLU(z) */
     kern_rmsnorm_gated(b->o, b->o, b->z, L->lin_norm, T * nv, dv, (float)c->rms_eps);
-    return kern_matmul(e->kc, &L->out, b->o, T, b->y);
+    /* the recurrent state is read and written once per token */
+    prof(e, PROF_GDN_CORE, &t0, 2.0 * 4.0 * (double)(nv * dk * dv));
+    rc = kern_matmul(e->kc, &L->out, b->o, T, b->y);
+    prof(e, PROF_GDN_PROJ, &t0, wbytes(&L->out));
+    return rc;
 }
 
 static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
@@ -197,6 +261,7 @@ static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
     int E = (int)c->n_experts, k = (int)c->top_k;
     long H = (long)c->hidden, Is = (long)c->shared_inter;
     int rc;
+    double t0 = prof_start(e);
     /* the router and the shared expert's gate logit in one parallel region */
     const struct kern_weight *w2[2] = { &L->router, &L->shared_gate };
     float *y2[2] = { b->router, b->sgate };
@@ -205,7 +270,10 @@ static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
     for (long t = 0; t < T; t++)
         if ((rc = kern_moe_route(b->router + t * E, E, k, b->idx + t * k, b->wt + t * k)) < 0)
             return rc;
-    int shared_inline = Is > 0 && Is == c->moe_inter;
+    prof(e, PROF_ROUTER, &t0, wbytes(&L->router) + (Is > 0 ? wbytes(&L->shared_gate) : 0));
+    /* profiling runs the shared expert apart (below) to time it: the same sums in the same
+     * order, so the same logits */
+    int shared_inline = Is > 0 && Is == c->moe_inter && !e->prof.active;
     struct kern_moe m = {
         .n_experts = E,
         .k = k,
@@ -222,6 +290,13 @@ static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
     };
     if ((rc = kern_moe(e->kc, &m)) < 0)
         return rc;
+    if (e->prof.active) {
+        double eb = 0;
+        for (long i = 0; i < T * k; i++)
+            if (b->idx[i] >= 0 && b->idx[i] < E)
+                eb += expert_bytes(&L->experts[b->idx[i]]);
+        prof(e, PROF_EXPERTS, &t0, eb);
+    }
     if (Is > 0 && !shared_inline) {
         /* a shared expert of another width than the routed ones: on its own */
         float *gt = b->tmp, *up = b->tmp + T * Is;
@@ -236,6 +311,7 @@ static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
             for (long i = 0; i < H; i++)
                 b->y[t * H + i] += sg * b->sh[t * H + i];
         }
+        prof(e, PROF_SHARED, &t0, expert_bytes(&L->shared));
     }
     return 0;
 }
@@ -266,23 +342,36 @@ static int forward_chunk(struct eng *e, struct seq_state *s, const int32_t *tok,
     int rc;
     if ((rc = get_bufs(e, T, &b)) < 0)
         return rc;
-    if ((rc = seq_reserve(s, s->pos + T)) < 0)
-        return rc;
+    if (s->pos + T > s->cap) {
+        /* a quarter more than needed: growing one position per decode step would realloc (and
+         * copy) every layer's KV cache every token */
+        long need = s->pos + T, cap = (need + need / 4 + 255) & ~255L;
+        if (seq_reserve(s, cap) < 0 && (rc = seq_reserve(s, need)) < 0)
+            return rc;
+    }
     seq_will_write(s, s->pos, T);
+    e->prof.active = e->prof.on && T == 1;
+    double tstep = prof_start(e), t0 = tstep;
     embed_rows(e, tok, T, b.x);
+    prof(e, PROF_EMBED, &t0, (double)H * (e->embed_type == KERN_F32 ? 4 : 2));
     if (e->trace)
         e->trace(e->trace_ctx, -1, b.x, T, H);
     for (int l = 0; l < (int)c->n_layers; l++) {
         struct eng_layer *L = &e->L[l];
         kern_rmsnorm(b.h, H, b.x, H, L->in_norm, T, H, eps);
+        prof(e, PROF_NORM, &t0, 0);
         rc = L->full ? attention(e, L, l, s, T, &b) : deltanet(e, L, l, s, T, &b);
         if (rc < 0)
             return err_prefix(rc, "layer %d", l);
+        t0 = prof_start(e);
         add(b.x, b.y, (size_t)T * H);
         kern_rmsnorm(b.h, H, b.x, H, L->post_norm, T, H, eps);
+        prof(e, PROF_NORM, &t0, 0);
         if ((rc = moe(e, L, T, &b)) < 0)
             return err_prefix(rc, "layer %d moe", l);
+        t0 = prof_start(e);
         add(b.x, b.y, (size_t)T * H);
+        prof(e, PROF_OTHER, &t0, 0);
         if (e->trace && l + 1 < (int)c->n_layers)
             e->trace(e->trace_ctx, l, b.x, T, H);
     }
@@ -294,8 +383,15 @@ static int forward_chunk(struct eng *e, struct seq_state *s, const int32_t *tok,
         kern_rmsnorm(b.y, H, b.x, H, e->final_norm, T, H, eps);
         e->trace(e->trace_ctx, (int)c->n_layers - 1, b.y, T, H);
     }
+    prof(e, PROF_NORM, &t0, 0);
     if (logits && (rc = kern_matmul(e->kc, &e->lm_head, b.h, nr, logits)) < 0)
         return rc;
+    prof(e, PROF_LM_HEAD, &t0, logits ? wbytes(&e->lm_head) : 0);
+    if (e->prof.active) {
+        e->prof.total += time_s() - tstep;
+        e->prof.steps++;
+        e->prof.active = 0;
+    }
     return 0;
 }
 
@@ -309,6 +405,10 @@ int eng_forward(struct eng *e, struct seq_state *s, const int32_t *tokens, long 
         if (tokens[t] < 0 || tokens[t] >= V)
             return err_set(ERR_INVAL, "token %ld: id %d is outside the vocabulary (0..%ld)", t,
                            tokens[t], V - 1);
+    /* a state a device holds (engine/model_cuda.c) comes back to the host first */
+    int src = seq_host_write(s, s->pos, 1);
+    if (src < 0)
+        return src;
     long done = 0;
     while (done < T) {
         long n = T - done < e->o.chunk ? T - done : e->o.chunk;

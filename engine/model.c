@@ -240,6 +240,7 @@ void eng_close(struct eng *e)
 {
     if (!e)
         return;
+    eng_prof_print(e);
     engc_detach(e);
     for (size_t i = 0; i < e->n_owned; i++)
         free(e->owned[i]);
@@ -258,6 +259,8 @@ int eng_open(struct eng **out, const char *dir, const struct eng_opts *o)
     if (!e)
         return err_set(ERR_NOMEM, "out of memory");
     e->o = o ? *o : eng_opts_default();
+    const char *prof = getenv("LODE_PROFILE");
+    e->prof.on = prof && *prof && strcmp(prof, "0") != 0;
     if (e->o.chunk <= 0)
         e->o.chunk = 256;
     if (e->o.kv_type != KERN_FP8 && e->o.kv_type != KERN_BF16 && e->o.kv_type != KERN_F32) {

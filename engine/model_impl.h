@@ -31,6 +31,31 @@ struct eng_layer {
     struct kern_weight shared_gate; /* [1, H] */
 };
 
+/* Opt-in decode profile (LODE_PROFILE=1): time and bytes per op class over the T == 1 steps,
+ * printed to stderr by eng_close. */
+enum eng_prof_op {
+    PROF_EMBED,
+    PROF_NORM,
+    PROF_GDN_PROJ,
+    PROF_GDN_CORE,
+    PROF_ATTN_PROJ,
+    PROF_ATTN_CORE,
+    PROF_ROUTER,
+    PROF_EXPERTS,
+    PROF_SHARED,
+    PROF_LM_HEAD,
+    PROF_OTHER,
+    PROF_N
+};
+struct eng_prof {
+    int on, active; /* active: timing the current step */
+    long steps;
+    double total; /* seconds of whole decode steps */
+    double t[PROF_N], bytes[PROF_N];
+};
+/* forward.c: prints the table (nothing when profiling is off or no step ran). */
+void eng_prof_print(const struct eng *e);
+
 struct eng {
     struct ckpt ck;
     struct eng_opts o;
@@ -51,6 +76,7 @@ struct eng {
     void *trace_ctx;
     int gdn_mode;
     struct engc *gpu; /* o.backend == ENG_BACKEND_CUDA: the device copy (model_cuda.c) */
+    struct eng_prof prof;
 };
 
 #endif

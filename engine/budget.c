@@ -79,19 +79,28 @@ static int mad(uint64_t *acc, uint64_t a, uint64_t b)
     return ckd_mul_u64(&p, a, b) || ckd_add_u64(acc, *acc, p);
 }
 
+/* The request fields both plans share, checked the same way. */
+static int check_req(long ctx, long seqs, long snaps, long chunk, int kv_type)
+{
+    if (ctx < 1 || ctx > (1L << 40))
+        return err_set(ERR_INVAL, "budget: context %ld out of range", ctx);
+    if (seqs < 1 || seqs > 65536)
+        return err_set(ERR_INVAL, "budget: %ld sequences out of range", seqs);
+    if (snaps < 0 || snaps > 65536)
+        return err_set(ERR_INVAL, "budget: %ld snapshots out of range", snaps);
+    if (chunk < 1 || chunk > (1L << 20))
+        return err_set(ERR_INVAL, "budget: chunk %ld out of range", chunk);
+    if (kv_type != KERN_FP8 && kv_type != KERN_BF16 && kv_type != KERN_F32)
+        return err_set(ERR_INVAL, "budget: KV type %d", kv_type);
+    return 0;
+}
+
 int budget_plan(const struct mcfg *c, const struct budget_req *r, struct budget *b)
 {
     *b = (struct budget){ 0 };
-    if (r->ctx < 1 || r->ctx > (1L << 40))
-        return err_set(ERR_INVAL, "budget: context %ld out of range", r->ctx);
-    if (r->seqs < 1 || r->seqs > 65536)
-        return err_set(ERR_INVAL, "budget: %ld sequences out of range", r->seqs);
-    if (r->snaps < 0 || r->snaps > 65536)
-        return err_set(ERR_INVAL, "budget: %ld snapshots out of range", r->snaps);
-    if (r->chunk < 1 || r->chunk > (1L << 20))
-        return err_set(ERR_INVAL, "budget: chunk %ld out of range", r->chunk);
-    if (r->kv_type != KERN_FP8 && r->kv_type != KERN_BF16 && r->kv_type != KERN_F32)
-        return err_set(ERR_INVAL, "budget: KV type %d", r->kv_type);
+    int rc = check_req(r->ctx, r->seqs, r->snaps, r->chunk, r->kv_type);
+    if (rc < 0)
+        return rc;
     b->kv_per_token = budget_kv_per_token(c, r->kv_type);
     b->gdn_per_seq = budget_gdn_per_seq(c);
     b->snap_bytes = b->gdn_per_seq;
@@ -269,18 +278,11 @@ static int cpu_fill(const struct mcfg *c, const struct budget_cpu_req *r, long c
 int budget_plan_cpu(const struct mcfg *c, const struct budget_cpu_req *r, struct budget_cpu *b)
 {
     *b = (struct budget_cpu){ 0 };
-    if (r->ctx < 1 || r->ctx > (1L << 40))
-        return err_set(ERR_INVAL, "budget: context %ld out of range", r->ctx);
-    if (r->seqs < 1 || r->seqs > 65536)
-        return err_set(ERR_INVAL, "budget: %ld sequences out of range", r->seqs);
-    if (r->snaps < 0 || r->snaps > 65536)
-        return err_set(ERR_INVAL, "budget: %ld snapshots out of range", r->snaps);
-    if (r->chunk < 1 || r->chunk > (1L << 20))
-        return err_set(ERR_INVAL, "budget: chunk %ld out of range", r->chunk);
+    int rc = check_req(r->ctx, r->seqs, r->snaps, r->chunk, r->kv_type);
+    if (rc < 0)
+        return rc;
     if (r->threads < 1 || r->threads > 4096)
         return err_set(ERR_INVAL, "budget: %d threads out of range", r->threads);
-    if (r->kv_type != KERN_FP8 && r->kv_type != KERN_BF16 && r->kv_type != KERN_F32)
-        return err_set(ERR_INVAL, "budget: KV type %d", r->kv_type);
     if (cpu_fill(c, r, r->ctx, r->seqs, b) < 0)
         return err_set(ERR_INVAL, "budget: size overflow (context %ld x %ld sequences)", r->ctx,
                        r->seqs);

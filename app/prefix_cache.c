@@ -172,15 +172,11 @@ static int kv_open(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uint
     size_t hn = seq_kv_header_bytes(s);
     struct seq_span sp[SEQ_MAX_SPANS];
     int nsp, rc;
-    long f, t;
     if (hn > sizeof hdr || n < hn + 4 || n > SIZE_MAX)
         return err_set(ERR_INVAL, "prefix cache: a %llu-byte KV piece", (unsigned long long)n);
     if ((rc = cache_read(rd, hdr, hn)) < 0 ||
-        (rc = seq_import_kv_spans(s, pc->model, hdr, (size_t)n, &f, &t, sp, &nsp)) < 0)
+        (rc = seq_import_kv_spans(s, pc->model, hdr, (size_t)n, from, to, sp, &nsp)) < 0)
         return rc;
-    if (f != from || t != to)
-        return err_set(ERR_INVAL, "prefix cache: rows [%ld, %ld) stored for [%ld, %ld)", f, t, from,
-                       to);
     j->rd = rd;
     for (int i = 0; i < nsp; i++)
         j->seg[i] = (struct cache_seg){ sp[i].p, sp[i].n };
@@ -217,17 +213,49 @@ static int kv_read(struct kv_job *j)
     return j->rc;
 }
 
+#define PC_PAR_BYTES (8u << 20) /* below this a read is done by the calling thread */
+#define PC_MAX_THREADS 8
+
+/* LODE_CACHE_PAR=1: threads whatever the size (tests); 0: never (benchmarks: the baseline) */
+static int par_env(void)
+{
+    const char *v = getenv("LODE_CACHE_PAR");
+    return v && (*v == '0' || *v == '1') ? *v - '0' : -1;
+}
+static int par_forced(void) { return par_env() == 1; }
+
+/* The readers' pool, made on first need; NULL when it cannot run more than one thread. */
+static struct pool *reader_pool(struct pc *pc)
+{
+    if (par_env() == 0)
+        return NULL;
+    if (!pc->pool)
+        pool_new(&pc->pool, pool_ncpu() < PC_MAX_THREADS ? pool_ncpu() : PC_MAX_THREADS);
+    return pc->pool && pool_size(pc->pool) > 1 ? pc->pool : NULL;
+}
+
 /* The rest of rd (n bytes) is a DeltaNet piece. Into s in place when s holds nothing to lose
  * (have == 0: a failure resets it); otherwise through a buffer, so a damaged piece leaves
  * the states at `have` intact. */
-static int read_gdn(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uint64_t n, long have)
+static int read_gdn(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uint64_t n, long have,
+                    long want)
 {
     int rc;
     if (have > 0) {
         struct buf b = { 0 };
         if (n > SIZE_MAX / 2 || buf_reserve(&b, (size_t)n) < 0)
             return err_set(ERR_NOMEM, "prefix cache: out of memory for a snapshot");
-        if ((rc = cache_read(rd, b.p, (size_t)n)) == 0)
+        size_t hn = seq_gdn_header_bytes(s);
+        uint64_t pos = 0;
+        if ((rc = cache_read(rd, b.p, (size_t)n)) == 0 && n >= hn) {
+            /* the position (the header's last 8 bytes) first: another one would leave s moved */
+            for (int i = 0; i < 8; i++)
+                pos |= (uint64_t)(uint8_t)b.p[hn - 8 + i] << (8 * i);
+            if (pos != (uint64_t)want)
+                rc = err_set(ERR_INVAL, "prefix cache: snapshot at %ld claims position %llu", want,
+                             (unsigned long long)pos);
+        }
+        if (rc == 0)
             rc = seq_import_gdn(s, pc->model, b.p, (size_t)n);
         buf_free(&b);
         return rc;
@@ -247,8 +275,13 @@ static int read_gdn(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uin
     for (int i = 0; i < nsp; i++)
         seg[i] = (struct cache_seg){ sp[i].p, sp[i].n };
     seg[nsp] = (struct cache_seg){ crc, 4 };
-    if ((rc = cache_readv(rd, seg, nsp + 1)) == 0)
-        rc = seq_import_gdn_finish(s, pos);
+    /* the real model's snapshot is ~63 MiB: its whole chunks are read on the pool's threads,
+     * like a window of KV blocks */
+    struct pool *pool = n >= PC_PAR_BYTES || par_forced() ? reader_pool(pc) : NULL;
+    if ((rc = cache_readv_par(rd, seg, nsp + 1, pool)) == 0)
+        rc = pos == want ? seq_import_gdn_finish(s, pos)
+                         : err_set(ERR_INVAL, "prefix cache: snapshot at %ld claims position %ld",
+                                   want, pos);
     if (rc < 0)
         seq_reset(s); /* half-written states: back to the empty state it was */
     return rc;
@@ -258,8 +291,6 @@ static int read_gdn(struct pc *pc, struct seq_state *s, struct cache_rd *rd, uin
  * bookkeeping, and for cold files the kernel's read-ahead of all of them), then their rows
  * read by the threads of pc->pool, each block straight into its rows. */
 #define PC_WINDOW 64
-#define PC_PAR_BYTES (8u << 20) /* below this a window is read by the calling thread */
-#define PC_MAX_THREADS 8
 
 struct kv_window {
     struct kv_job *jobs;
@@ -316,13 +347,10 @@ static int restore_blocks(struct pc *pc, struct seq_state *s, const int64_t *ids
         }
         if (rc == 0) {
             struct kv_window kw = { jobs, nw };
-            /* LODE_CACHE_PAR=1: threads whatever the size (tests) */
-            const char *force = getenv("LODE_CACHE_PAR");
-            int par = nw > 1 && (bytes >= PC_PAR_BYTES || (force && *force == '1'));
-            if (par && !pc->pool)
-                pool_new(&pc->pool, pool_ncpu() < PC_MAX_THREADS ? pool_ncpu() : PC_MAX_THREADS);
-            if (par && pc->pool && pool_size(pc->pool) > 1)
-                pool_run(pc->pool, window_part, &kw);
+            struct pool *pool =
+                nw > 1 && (bytes >= PC_PAR_BYTES || par_forced()) ? reader_pool(pc) : NULL;
+            if (pool)
+                pool_run(pool, window_part, &kw);
             else
                 window_part(&kw, 0, 1);
         }
@@ -372,7 +400,7 @@ static int restore_one(struct pc *pc, struct seq_state *s, const int64_t *ids, l
         else if (rc == 0 && (rc = kv_open(pc, s, rd, nkv, bi * PC_BLOCK, f->pos, &kj)) == 0)
             rc = kv_read(&kj);
         if (rc == 0)
-            rc = read_gdn(pc, s, rd, n - 8 - nkv, have);
+            rc = read_gdn(pc, s, rd, n - 8 - nkv, have, f->pos);
         rc = cache_read_close(rd, rc);
         if (rc == 0 && s->pos != f->pos)
             rc = err_set(ERR_INVAL, "prefix cache: snapshot at %ld claims position %ld", f->pos,

@@ -28,9 +28,11 @@
  * errors.
  *
  * Restores read the stored bytes straight into the state's rows (one copy out
- * of the page cache, one CRC pass); a restore of >= 8 MiB of blocks reads them
- * on up to 8 threads of a pool the pc makes on first need (LODE_CACHE_PAR=1
- * forces the threads, for tests). A pc is used by one thread at a time.
+ * of the page cache, one CRC pass); a restore of >= 8 MiB of blocks, and a
+ * snapshot of >= 8 MiB (its whole 4 MiB chunks), are read on up to 8 threads
+ * of a pool the pc makes on first need (LODE_CACHE_PAR=1 forces the threads,
+ * for tests; LODE_CACHE_PAR=0 turns them off, the benchmarks' baseline). A pc
+ * is used by one thread at a time.
  */
 #ifndef LODE_APP_PREFIX_CACHE_H
 #define LODE_APP_PREFIX_CACHE_H

@@ -13,6 +13,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/hash.h"
+#include "common/pool.h"
 #include "db/sqlutil.h"
 
 #include <dirent.h>
@@ -519,7 +520,7 @@ struct cache_rd {
  * database is touched only by the thread that opened the reader). */
 static int rd_damaged(struct cache_rd *r, const char *why)
 {
-    r->bad = 1;
+    __atomic_store_n(&r->bad, 1, __ATOMIC_RELAXED); /* cache_readv_par: from any thread */
     return err_set(ERR_INVAL, "%s: entry %lld: %s (entry discarded)", r->c->s.path,
                    (long long)r->id, why);
 }
@@ -598,14 +599,14 @@ int cache_read_open(struct cache *c, int64_t id, struct cache_rd **out, uint64_t
     return 0;
 }
 
-/* Reads the next m bytes (within one chunk) into the segments iov[0..n) with one preadv, then
+/* Reads m bytes (within one chunk) at off into the segments iov[0..n) with one preadv, then
  * folds them into the chunk's CRC while they are still in the cache. */
-static int rd_batch(struct cache_rd *r, struct iovec *iov, int n, size_t m)
+static int rd_batch(struct cache_rd *r, uint64_t off, struct iovec *iov, int n, size_t m)
 {
     size_t got = 0;
     int i = 0;
     while (got < m) {
-        ssize_t k = preadv(r->fd, iov + i, n - i, (off_t)(r->off + got));
+        ssize_t k = preadv(r->fd, iov + i, n - i, (off_t)(off + got));
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
@@ -627,20 +628,15 @@ static int rd_batch(struct cache_rd *r, struct iovec *iov, int n, size_t m)
     return 0;
 }
 
-int cache_readv(struct cache_rd *r, const struct cache_seg *seg, int nseg)
+/* Reads `total` bytes at *off into the segments from seg[si] + so on, checking each chunk's
+ * CRC when its last byte is in; *crc is the CRC of the current chunk so far. The reader's
+ * own position is not touched: cache_readv passes it, cache_readv_par's threads their own. */
+static int rd_run(struct cache_rd *r, uint64_t *off, uint32_t *crc, const struct cache_seg *seg,
+                  int si, size_t so, uint64_t total)
 {
-    if (r->bad)
-        return err_set(ERR_INVAL, "%s: entry %lld is damaged", r->c->s.path, (long long)r->id);
-    uint64_t total = 0;
-    for (int i = 0; i < nseg; i++)
-        total += seg[i].n;
-    if (total > r->size - r->off)
-        return rd_damaged(r, "read past its end");
-    int si = 0;
-    size_t so = 0; /* position in seg[si] */
     while (total) {
         /* a batch: up to the end of the chunk, at most a piece, at most 64 segments */
-        uint64_t m = CACHE_CHUNK - r->off % CACHE_CHUNK;
+        uint64_t m = CACHE_CHUNK - *off % CACHE_CHUNK;
         m = m < total ? m : total;
         m = m < RD_PIECE ? m : RD_PIECE;
         struct iovec iov[64], crcv[64];
@@ -657,23 +653,137 @@ int cache_readv(struct cache_rd *r, const struct cache_seg *seg, int nseg)
             if (so == seg[si].n)
                 si++, so = 0;
         }
-        int rc = rd_batch(r, iov, n, b);
+        int rc = rd_batch(r, *off, iov, n, b);
         if (rc < 0)
             return rc;
         for (int i = 0; i < n; i++)
-            r->crc = crc32c(r->crc, crcv[i].iov_base, crcv[i].iov_len);
-        r->off += b, total -= b;
-        if (r->off % CACHE_CHUNK == 0 || r->off == r->size) {
-            int64_t ci = (int64_t)((r->off - 1) / CACHE_CHUNK);
-            if (r->crc != r->crcs[ci]) {
+            *crc = crc32c(*crc, crcv[i].iov_base, crcv[i].iov_len);
+        *off += b, total -= b;
+        if (*off % CACHE_CHUNK == 0 || *off == r->size) {
+            int64_t ci = (int64_t)((*off - 1) / CACHE_CHUNK);
+            if (*crc != r->crcs[ci]) {
                 char why[48];
                 snprintf(why, sizeof why, "chunk %lld is damaged", (long long)ci);
                 return rd_damaged(r, why);
             }
-            r->crc = 0;
+            *crc = 0;
         }
     }
     return 0;
+}
+
+/* The segments' total, or ERR_INVAL (the entry is marked damaged) past the entry's end. */
+static int seg_total(struct cache_rd *r, const struct cache_seg *seg, int nseg, uint64_t *total)
+{
+    if (r->bad)
+        return err_set(ERR_INVAL, "%s: entry %lld is damaged", r->c->s.path, (long long)r->id);
+    uint64_t t = 0;
+    for (int i = 0; i < nseg; i++)
+        if (__builtin_add_overflow(t, (uint64_t)seg[i].n, &t))
+            return rd_damaged(r, "read past its end");
+    if (t > r->size - r->off)
+        return rd_damaged(r, "read past its end");
+    *total = t;
+    return 0;
+}
+
+int cache_readv(struct cache_rd *r, const struct cache_seg *seg, int nseg)
+{
+    uint64_t total = 0;
+    int rc = seg_total(r, seg, nseg, &total);
+    return rc < 0 ? rc : rd_run(r, &r->off, &r->crc, seg, 0, 0, total);
+}
+
+/* The segment and offset in it `skip` bytes into seg. */
+static void seg_seek(const struct cache_seg *seg, uint64_t skip, int *si, size_t *so)
+{
+    int i = 0;
+    while (skip && skip >= seg[i].n)
+        skip -= seg[i++].n;
+    *si = i;
+    *so = (size_t)skip;
+}
+
+/* cache_readv_par's middle: whole chunks [c0, c0 + nch) at byte `start` of the segments,
+ * split into runs of whole chunks, one per thread. */
+struct par_read {
+    struct cache_rd *r;
+    const struct cache_seg *seg;
+    uint64_t start; /* bytes of seg before the first chunk */
+    uint64_t end;   /* the entry offset where the middle ends */
+    int64_t c0, nch;
+    int *rc; /* per thread */
+    char (*msg)[256];
+};
+
+static void par_part(void *ctx, int tid, int nth)
+{
+    struct par_read *p = ctx;
+    long lo, hi;
+    pool_range((long)p->nch, tid, nth, &lo, &hi);
+    p->rc[tid] = 0;
+    if (lo == hi)
+        return;
+    uint64_t off = (uint64_t)(p->c0 + lo) * CACHE_CHUNK;
+    uint64_t to = (uint64_t)(p->c0 + hi) * CACHE_CHUNK;
+    to = to < p->end ? to : p->end;
+    uint32_t crc = 0;
+    int si;
+    size_t so;
+    seg_seek(p->seg, p->start + (uint64_t)lo * CACHE_CHUNK, &si, &so);
+    p->rc[tid] = rd_run(p->r, &off, &crc, p->seg, si, so, to - off);
+    if (p->rc[tid] < 0)
+        snprintf(p->msg[tid], sizeof p->msg[tid], "%s", err_msg());
+}
+
+int cache_readv_par(struct cache_rd *r, const struct cache_seg *seg, int nseg, struct pool *pool)
+{
+    uint64_t total = 0;
+    int rc = seg_total(r, seg, nseg, &total);
+    if (rc < 0)
+        return rc;
+    int nth = pool ? pool_size(pool) : 1;
+    /* the head up to a chunk boundary and a tail short of one go on this thread, with the
+     * reader's running CRC; the whole chunks between them in parallel, each on one thread
+     * (a chunk's CRC is one sequential pass) */
+    uint64_t head = (CACHE_CHUNK - r->off % CACHE_CHUNK) % CACHE_CHUNK;
+    head = head < total ? head : total;
+    uint64_t end = r->off + total; /* the entry offset where the read ends */
+    uint64_t mid_end = end == r->size ? end : end / CACHE_CHUNK * CACHE_CHUNK;
+    uint64_t mid = mid_end > r->off + head ? mid_end - r->off - head : 0;
+    if (nth < 2 || mid <= CACHE_CHUNK)
+        return rd_run(r, &r->off, &r->crc, seg, 0, 0, total);
+    if ((rc = rd_run(r, &r->off, &r->crc, seg, 0, 0, head)) < 0)
+        return rc;
+    int *rcs = calloc((size_t)nth, sizeof *rcs);
+    char(*msg)[256] = calloc((size_t)nth, sizeof *msg);
+    if (!rcs || !msg) {
+        free(rcs);
+        free(msg);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    struct par_read p = { r,
+                          seg,
+                          head,
+                          mid_end,
+                          (int64_t)(r->off / CACHE_CHUNK),
+                          (int64_t)((mid + CACHE_CHUNK - 1) / CACHE_CHUNK),
+                          rcs,
+                          msg };
+    pool_run(pool, par_part, &p);
+    /* the first failure in file order is the one reported */
+    for (int t = 0; t < nth && rc == 0; t++)
+        if (rcs[t] < 0)
+            rc = err_set(rcs[t], "%s", msg[t]);
+    free(rcs);
+    free(msg);
+    if (rc < 0)
+        return rc;
+    r->off += mid;
+    int si;
+    size_t so;
+    seg_seek(seg, head + mid, &si, &so);
+    return rd_run(r, &r->off, &r->crc, seg, si, so, total - head - mid);
 }
 
 int cache_read(struct cache_rd *r, void *dst, size_t n)

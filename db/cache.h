@@ -107,6 +107,11 @@ struct cache_seg {
     size_t n;
 };
 int cache_readv(struct cache_rd *r, const struct cache_seg *seg, int nseg);
+/* cache_readv on the threads of pool (NULL or one thread: this one alone): the whole
+ * chunks the segments cover are read and checked in parallel, a chunk per thread at a
+ * time; the part before the first chunk boundary and after the last on this thread. */
+struct pool;
+int cache_readv_par(struct cache_rd *r, const struct cache_seg *seg, int nseg, struct pool *pool);
 int cache_read_close(struct cache_rd *r, int rc);
 
 /* Writes back and drops the page cache of every entry file (benchmarks: a

@@ -765,7 +765,7 @@ size_t seq_kv_header_bytes(const struct seq_state *s) { return 8 + 4 + shape_byt
 size_t seq_gdn_header_bytes(const struct seq_state *s) { return 8 + 4 + shape_bytes(s) + 8; }
 
 int seq_import_kv_spans(struct seq_state *s, const uint8_t model_id[32], const void *hdr, size_t n,
-                        long *from_out, long *to_out, struct seq_span *sp, int *nsp)
+                        long want_from, long want_to, struct seq_span *sp, int *nsp)
 {
     *nsp = 0;
     size_t hn = seq_kv_header_bytes(s);
@@ -774,13 +774,18 @@ int seq_import_kv_spans(struct seq_state *s, const uint8_t model_id[32], const v
     if (rc < 0)
         return rc;
     uint64_t from = get64(&r), to = get64(&r);
-    if (r.bad || from > to || to > (1u << 30))
-        return err_set(ERR_INVAL, "KV rows: bad range [%llu, %llu)", (unsigned long long)from,
-                       (unsigned long long)to);
-    size_t row = kv_row_bytes(s), len = (size_t)(to - from) * row, full = 0, need;
+    /* the range is checked before s is touched: the bytes are not checked yet (the reader's
+     * CRCs come after), and a damaged range must neither move `written` below rows s holds
+     * nor make s reserve rows nobody asked for */
+    if (r.bad || want_from < 0 || want_to < want_from || from != (uint64_t)want_from ||
+        to != (uint64_t)want_to)
+        return err_set(ERR_INVAL, "KV rows: range [%llu, %llu) stored for [%ld, %ld)",
+                       (unsigned long long)from, (unsigned long long)to, want_from, want_to);
+    size_t row = kv_row_bytes(s), len = 0, full = 0, need = 0;
     for (int l = 0; l < s->d.n_layers; l++)
         full += s->d.is_full[l] != 0;
-    if (ckd_mul_sz(&need, len, 2 * full) || n < hn + 4 || need != n - hn - 4)
+    if (ckd_mul_sz(&len, (size_t)(to - from), row) || ckd_mul_sz(&need, len, 2 * full) ||
+        n < hn + 4 || need != n - hn - 4)
         return err_set(ERR_INVAL, "KV rows: %zu bytes in all, the header implies %zu", n,
                        need + hn + 4);
     if ((rc = seq_reserve(s, (long)to)) < 0 || (rc = seq_host_write(s, (long)from, 0)) < 0)
@@ -792,10 +797,6 @@ int seq_import_kv_spans(struct seq_state *s, const uint8_t model_id[32], const v
         sp[(*nsp)++] = (struct seq_span){ s->layer[l].k + from * row, len };
         sp[(*nsp)++] = (struct seq_span){ s->layer[l].v + from * row, len };
     }
-    if (from_out)
-        *from_out = (long)from;
-    if (to_out)
-        *to_out = (long)to;
     return 0;
 }
 

@@ -178,7 +178,7 @@ int seq_import_gdn(struct seq_state *s, const uint8_t model_id[32], const void *
  * every byte it reads, so the piece's own trailing CRC is not checked here.
  *
  *     read seq_kv_header_bytes(s) bytes into hdr;
- *     seq_import_kv_spans(s, id, hdr, n, &from, &to, sp, &nsp);
+ *     seq_import_kv_spans(s, id, hdr, n, from, to, sp, &nsp);
  *     read sp[i].n bytes into each sp[i].p in order, then the 4-byte CRC;
  *
  * and the same for DeltaNet states, then seq_import_gdn_finish. */
@@ -191,11 +191,12 @@ struct seq_span {
 /* Bytes of a piece's header (magic to the row range or position) for s's shape. */
 size_t seq_kv_header_bytes(const struct seq_state *s);
 size_t seq_gdn_header_bytes(const struct seq_state *s);
-/* Checks a KV-rows piece's header and its total size n as seq_import_kv does,
- * makes room for and marks the rows, and fills sp[0..*nsp) (room for
- * SEQ_MAX_SPANS) with where its data goes. *from / *to (may be NULL) get the range. */
+/* Checks a KV-rows piece's header and its total size n as seq_import_kv does, and
+ * that it holds rows [from, to), the ones the caller expects (checked before s is
+ * touched: the bytes are not verified yet), then makes room for and marks the rows
+ * and fills sp[0..*nsp) (room for SEQ_MAX_SPANS) with where its data goes. */
 int seq_import_kv_spans(struct seq_state *s, const uint8_t model_id[32], const void *hdr, size_t n,
-                        long *from, long *to, struct seq_span *sp, int *nsp);
+                        long from, long to, struct seq_span *sp, int *nsp);
 /* The same for DeltaNet states (the destinations are the live states: a
  * caller that may fail half-way must be able to reset them); *pos gets the
  * position, which seq_import_gdn_finish then sets once the data is in. */

@@ -4,6 +4,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/hash.h"
+#include "common/pool.h"
 #include "db/cache.h"
 #include "engine/mkmodel.h"
 #include "engine/model.h"
@@ -159,16 +160,33 @@ static void t_pieces_inplace(void)
     size_t hk = seq_kv_header_bytes(b), hg = seq_gdn_header_bytes(b);
     struct seq_span sp[SEQ_MAX_SPANS];
     int nsp;
-    long from, to, pos;
+    long pos;
     REQUIRE(k1.len > hk && g.len > hg);
-    CHECK(seq_import_kv_spans(b, other, k1.p, k1.len, &from, &to, sp, &nsp) == ERR_INVAL);
-    CHECK(seq_import_kv_spans(b, id, k1.p, k1.len - 1, &from, &to, sp, &nsp) == ERR_INVAL);
-    CHECK(seq_import_kv_spans(b, id, g.p, k1.len, &from, &to, sp, &nsp) == ERR_INVAL);
-    REQUIRE(seq_import_kv_spans(b, id, k1.p, k1.len, &from, &to, sp, &nsp) == 0);
-    CHECK(from == 0 && to == 256 && nsp == 4); /* two full layers, K and V */
+    CHECK(seq_import_kv_spans(b, other, k1.p, k1.len, 0, 256, sp, &nsp) == ERR_INVAL);
+    CHECK(seq_import_kv_spans(b, id, k1.p, k1.len - 1, 0, 256, sp, &nsp) == ERR_INVAL);
+    CHECK(seq_import_kv_spans(b, id, g.p, k1.len, 0, 256, sp, &nsp) == ERR_INVAL);
+    REQUIRE(seq_import_kv_spans(b, id, k1.p, k1.len, 0, 256, sp, &nsp) == 0);
+    CHECK(nsp == 4); /* two full layers, K and V */
     CHECK(fill_spans(&k1, hk, sp, nsp) == 0);
-    REQUIRE(seq_import_kv_spans(b, id, k2.p, k2.len, &from, &to, sp, &nsp) == 0);
-    CHECK(from == 256 && to == 300 && fill_spans(&k2, hk, sp, nsp) == 0);
+    /* a piece of other rows than the caller expects: refused before the state is touched */
+    long cap = b->cap, written = b->written;
+    CHECK(seq_import_kv_spans(b, id, k2.p, k2.len, 0, 44, sp, &nsp) == ERR_INVAL && nsp == 0);
+    CHECK(seq_import_kv_spans(b, id, k2.p, k2.len, 256, 301, sp, &nsp) == ERR_INVAL);
+    CHECK(b->cap == cap && b->written == written);
+    /* a damaged range far out (same row count, so the size still matches): no reservation */
+    struct buf far = { 0 };
+    REQUIRE(buf_append(&far, k2.p, k2.len) == 0);
+    size_t at = hk - 16;
+    uint64_t lo = (1u << 30) - 44, hi = 1u << 30;
+    for (int i = 0; i < 8; i++) {
+        far.p[at + i] = (char)(lo >> (8 * i));
+        far.p[at + 8 + i] = (char)(hi >> (8 * i));
+    }
+    CHECK(seq_import_kv_spans(b, id, far.p, far.len, 256, 300, sp, &nsp) == ERR_INVAL);
+    CHECK(b->cap == cap && b->written == written);
+    buf_free(&far);
+    REQUIRE(seq_import_kv_spans(b, id, k2.p, k2.len, 256, 300, sp, &nsp) == 0);
+    CHECK(fill_spans(&k2, hk, sp, nsp) == 0);
     CHECK(seq_import_gdn_spans(b, id, g.p, g.len + 1, &pos, sp, &nsp) == ERR_INVAL);
     REQUIRE(seq_import_gdn_spans(b, id, g.p, g.len, &pos, sp, &nsp) == 0);
     CHECK(pos == 300 && fill_spans(&g, hg, sp, nsp) == 0);
@@ -391,6 +409,250 @@ static void t_files(void)
     CHECK(access(f, F_OK) != 0);
     cache_close(c);
     buf_free(&b);
+    free(data);
+    free(back);
+}
+
+/* Runs one SQL statement on the cache's database behind the store's back. */
+static int sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    int rc =
+        sqlite3_open(path, &db) == SQLITE_OK && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK
+            ? 0
+            : -1;
+    sqlite3_close(db);
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    char cmd[1000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int flip_byte(const char *path, off_t at)
+{
+    int fd = open(path, O_RDWR);
+    uint8_t b;
+    int rc = fd >= 0 && pread(fd, &b, 1, at) == 1 ? 0 : -1;
+    b ^= 0x10;
+    if (rc == 0 && pwrite(fd, &b, 1, at) != 1)
+        rc = -1;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+static int append_byte(const char *path)
+{
+    FILE *f = fopen(path, "ab");
+    int rc = f && fputc(0, f) != EOF ? 0 : -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* The entry files and index rows damaged every way the new layout allows: a file shorter
+ * than its row says (by one byte, to a chunk boundary, to nothing), longer, swapped with
+ * another entry's (same size other bytes, or another size), a flipped bit in either chunk,
+ * and rows whose size, chunk count or CRCs disagree with the file. Each is found by both
+ * readers (cache_get and a scattered cache_readv), the entry and its file go, and the
+ * entries beside it still read back intact. */
+static void t_file_edges(void)
+{
+    char path[300], f[400], g[400], sql[300];
+    tmp_path(path, sizeof path, "edges.db");
+    rm_db(path);
+    struct cache *c;
+    REQUIRE(cache_open(&c, path) == 0);
+    size_t n = CACHE_CHUNK + 777;
+    uint8_t *data = malloc(n), *other = malloc(n), *back = malloc(n);
+    REQUIRE(data && other && back);
+    struct th_rng r = { th_seed() };
+    for (size_t i = 0; i < n; i++) {
+        data[i] = (uint8_t)th_next(&r);
+        other[i] = (uint8_t)th_next(&r);
+    }
+    enum {
+        SHORT1,
+        SHORT_CHUNK,
+        EMPTY,
+        LONG1,
+        SWAP_SAME,
+        SWAP_SIZE,
+        FLIP_FIRST,
+        FLIP_LAST,
+        ROW_SIZE,
+        ROW_NCHUNKS,
+        ROW_CRCS,
+        ROW_CRC_VALUE,
+        ROW_NEG,
+        NCASES
+    };
+    struct cache_key keep = key_of(CACHE_BLOCK, 1000, 1), small = key_of(CACHE_BLOCK, 1001, 1),
+                     twin = key_of(CACHE_BLOCK, 1002, 1), empty = key_of(CACHE_BLOCK, 1003, 1);
+    REQUIRE(cache_put(c, &keep, NULL, 256, data, n) == 0);
+    REQUIRE(cache_put(c, &small, NULL, 256, data, 100) == 0);
+    REQUIRE(cache_put(c, &twin, NULL, 256, other, n) == 0);
+    REQUIRE(cache_put(c, &empty, NULL, 256, data, 0) == 0);
+    struct cache_key proto = key_of(CACHE_BLOCK, 0, 1);
+    int64_t ids[4];
+    const uint8_t fixed[4][32] = { { 1000 % 256, 1000 / 256 },
+                                   { 1001 % 256, 1001 / 256 },
+                                   { 1002 % 256, 1002 / 256 },
+                                   { 1003 % 256, 1003 / 256 } };
+    REQUIRE(cache_lookup(c, &proto, fixed, 4, ids) == 0);
+    REQUIRE(ids[0] && ids[1] && ids[2] && ids[3]);
+    struct buf b = { 0 };
+    /* a zero-byte entry is legitimate, and a byte added to its file is damage */
+    REQUIRE(cache_get(c, &empty, &b) == 0);
+    CHECK(b.len == 0);
+    snprintf(f, sizeof f, "%s-data/%lld", path, (long long)ids[3]);
+    REQUIRE(append_byte(f) == 0);
+    CHECK(cache_get(c, &empty, &b) == ERR_INVAL);
+    CHECK(cache_has(c, &empty) == 0 && access(f, F_OK) != 0);
+    for (int kase = 0; kase < NCASES; kase++) {
+        for (int via = 0; via < 2; via++) {
+            struct cache_key k = key_of(CACHE_BLOCK, 2 * kase + via, 1);
+            REQUIRE(cache_put(c, &k, NULL, 256, data, n) == 0);
+            const uint8_t kk[1][32] = { { (uint8_t)(2 * kase + via) } };
+            int64_t id;
+            REQUIRE(cache_lookup(c, &proto, kk, 1, &id) == 0 && id > 0);
+            snprintf(f, sizeof f, "%s-data/%lld", path, (long long)id);
+            int drc = 0;
+            switch (kase) {
+            case SHORT1: drc = truncate(f, (off_t)n - 1); break;
+            case SHORT_CHUNK: drc = truncate(f, (off_t)CACHE_CHUNK); break;
+            case EMPTY: drc = truncate(f, 0); break;
+            case LONG1: drc = append_byte(f); break;
+            case SWAP_SAME:
+            case SWAP_SIZE:
+                snprintf(g, sizeof g, "%s-data/%lld", path,
+                         (long long)ids[kase == SWAP_SAME ? 2 : 1]);
+                drc = copy_file(g, f);
+                break;
+            case FLIP_FIRST: drc = flip_byte(f, 12345); break;
+            case FLIP_LAST: drc = flip_byte(f, (off_t)n - 1); break;
+            default: {
+                const char *set = kase == ROW_SIZE      ? "size = size - 1"
+                                  : kase == ROW_NCHUNKS ? "n_chunks = n_chunks + 1"
+                                  : kase == ROW_CRCS    ? "crcs = substr(crcs, 1, 4)"
+                                  : kase == ROW_NEG     ? "size = -1"
+                                                        : "crcs = x'0000000000000000'";
+                snprintf(sql, sizeof sql, "UPDATE entries SET %s WHERE id = %lld", set,
+                         (long long)id);
+                drc = sql_exec(path, sql);
+            }
+            }
+            REQUIRE(drc == 0);
+            if (via == 0) {
+                CHECK(cache_get(c, &k, &b) == ERR_INVAL);
+                CHECK(b.len == 0);
+            } else {
+                /* the restore's reader: scattered over a few pieces, as kv_open sets it up */
+                struct cache_rd *rd;
+                uint64_t size = 0;
+                int rc = cache_read_open(c, id, &rd, &size);
+                if (rc == 0) {
+                    struct cache_seg seg[3] = { { back, 10 },
+                                                { back + 10, CACHE_CHUNK },
+                                                { back + 10 + CACHE_CHUNK, n - 10 - CACHE_CHUNK } };
+                    CHECK(size == n);
+                    rc = cache_read_close(rd, cache_readv(rd, seg, 3));
+                }
+                CHECK(rc == ERR_INVAL);
+            }
+            CHECKF(cache_has(c, &k) == 0 && access(f, F_OK) != 0,
+                   "case %d via %d: the damaged entry %lld stayed", kase, via, (long long)id);
+        }
+        /* the neighbours, including the one whose file was copied, are intact */
+        REQUIRE(cache_get(c, &keep, &b) == 0);
+        CHECK(b.len == n && !memcmp(b.p, data, n));
+        REQUIRE(cache_get(c, &small, &b) == 0);
+        CHECK(b.len == 100 && !memcmp(b.p, data, 100));
+        REQUIRE(cache_get(c, &twin, &b) == 0);
+        CHECK(b.len == n && !memcmp(b.p, other, n));
+    }
+    int64_t checked, bad;
+    REQUIRE(cache_verify(c, &checked, &bad) == 0);
+    CHECK(checked == 3 && bad == 0);
+    cache_close(c);
+    buf_free(&b);
+    free(data);
+    free(other);
+    free(back);
+}
+
+/* cache_readv_par: from any offset (a header read first), over segments of any sizes, the same
+ * bytes as a sequential read; a damaged chunk anywhere (head, a thread's, the tail) is found
+ * and the entry goes. */
+static void t_readv_par(void)
+{
+    char path[300], f[400];
+    tmp_path(path, sizeof path, "par.db");
+    rm_db(path);
+    struct cache *c;
+    REQUIRE(cache_open(&c, path) == 0);
+    struct pool *pool;
+    REQUIRE(pool_new(&pool, 3) == 0);
+    size_t n = 5 * (size_t)CACHE_CHUNK + 4321;
+    uint8_t *data = malloc(n), *back = malloc(n);
+    REQUIRE(data && back);
+    struct th_rng r = { th_seed() };
+    for (size_t i = 0; i < n; i++)
+        data[i] = (uint8_t)th_next(&r);
+    struct cache_key proto = key_of(CACHE_BLOCK, 0, 1);
+    for (int round = 0; round < 12; round++) {
+        struct cache_key k = key_of(CACHE_BLOCK, 50 + round, 1);
+        const uint8_t kk[1][32] = { { (uint8_t)(50 + round) } };
+        int64_t id;
+        REQUIRE(cache_put(c, &k, NULL, 256, data, n) == 0);
+        REQUIRE(cache_lookup(c, &proto, kk, 1, &id) == 0 && id > 0);
+        /* rounds 8..11 damage a byte: in the head, a middle chunk, the last chunk, the tail */
+        size_t hdr = round % 4 == 0 ? 0 : (size_t)(th_next(&r) % (2 * CACHE_CHUNK));
+        size_t stop = round % 3 == 0 ? n : n - (size_t)(th_next(&r) % (CACHE_CHUNK + 99));
+        if (stop < hdr)
+            stop = hdr;
+        long bad_at = -1;
+        if (round >= 8) {
+            const size_t where[4] = { hdr / 2, 2 * (size_t)CACHE_CHUNK + 5, n - 7, n - 1 };
+            bad_at = (long)where[round - 8];
+            stop = n;
+            snprintf(f, sizeof f, "%s-data/%lld", path, (long long)id);
+            REQUIRE(flip_byte(f, (off_t)bad_at) == 0);
+        }
+        memset(back, 0, n);
+        struct cache_rd *rd;
+        uint64_t size;
+        REQUIRE(cache_read_open(c, id, &rd, &size) == 0);
+        int rc = cache_read(rd, back, hdr);
+        struct cache_seg seg[40];
+        int nseg = 0;
+        for (size_t off = hdr; off < stop && nseg < 39;) {
+            size_t m = th_next(&r) % 4 == 0 ? 0 : 1 + th_next(&r) % (3 * CACHE_CHUNK / 2);
+            m = m < stop - off ? m : stop - off;
+            seg[nseg++] = (struct cache_seg){ back + off, m };
+            off += m;
+            if (nseg == 39 && off < stop)
+                seg[nseg - 1].n += stop - off;
+        }
+        if (rc == 0)
+            rc = cache_readv_par(rd, seg, nseg, round % 2 ? pool : NULL);
+        if (rc == 0 && stop < n)
+            rc = cache_read(rd, back + stop, n - stop);
+        rc = cache_read_close(rd, rc);
+        if (bad_at < 0) {
+            CHECKF(rc == 0 && !memcmp(back, data, n), "round %d: header %zu, to %zu", round, hdr,
+                   stop);
+        } else {
+            CHECKF(rc == ERR_INVAL && cache_has(c, &k) == 0, "round %d: damage at %ld missed",
+                   round, bad_at);
+        }
+    }
+    pool_free(pool);
+    cache_close(c);
     free(data);
     free(back);
 }
@@ -728,6 +990,8 @@ int main(void)
     TEST_RUN(t_pieces_inplace);
     TEST_RUN(t_store);
     TEST_RUN(t_files);
+    TEST_RUN(t_file_edges);
+    TEST_RUN(t_readv_par);
     TEST_RUN(t_crc_large);
     TEST_RUN(t_sha_paths);
     TEST_RUN(t_snaps_and_lru);

@@ -61,7 +61,8 @@ static int write_file(const char *p, const uint8_t *a, size_t na, const uint8_t 
     FILE *f = fopen(p, "wb");
     if (!f)
         return -1;
-    int rc = fwrite(a, 1, na, f) == na && fwrite(b, 1, nb, f) == nb ? 0 : -1;
+    /* (fwrite's buffer must not be NULL, even for 0 bytes) */
+    int rc = (!na || fwrite(a, 1, na, f) == na) && (!nb || fwrite(b, 1, nb, f) == nb) ? 0 : -1;
     return fclose(f) == 0 ? rc : -1;
 }
 

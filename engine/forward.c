@@ -151,8 +151,8 @@ static int attention(struct eng *e, struct eng_layer *L, int l, struct seq_state
     prof(e, PROF_ATTN_PROJ, &t0, wbytes(&L->q) + wbytes(&L->k) + wbytes(&L->v));
     float eps = (float)c->rms_eps;
     /* per-head RMSNorm (1 + w) on queries and keys, then RoPE on their first rotary_dim dims */
-    kern_rmsnorm(qg, qstride, qg, qstride, L->q_norm, T * nh, hd, eps);
-    kern_rmsnorm(k, hd, k, hd, L->k_norm, T * nkv, hd, eps);
+    kern_rmsnorm_on(e->kc, qg, qstride, qg, qstride, L->q_norm, T * nh, hd, eps);
+    kern_rmsnorm_on(e->kc, k, hd, k, hd, L->k_norm, T * nkv, hd, eps);
     for (long t = 0; t < T; t++) {
         long pos = s->pos + t;
         kern_rope(qg + t * qo, qstride, nh, (int)c->rotary_dim, e->rope_inv, e->rope_mscale, pos);
@@ -190,12 +190,9 @@ static int attention(struct eng *e, struct eng_layer *L, int l, struct seq_state
     if (c->attn_output_gate) {
         /* o = attention * sigmoid(gate), the gate being the second half of each q_proj head */
         for (long t = 0; t < T; t++)
-            for (int h = 0; h < nh; h++) {
-                float *o = b->z + (t * nh + h) * hd;
-                const float *g = qg + t * qo + h * qstride + hd;
-                for (int i = 0; i < hd; i++)
-                    o[i] *= kern_sigmoid1(g[i]);
-            }
+            for (int h = 0; h < nh; h++)
+                kern_mul_sigmoid_on(e->kc, b->z + (t * nh + h) * hd, qg + t * qo + h * qstride + hd,
+                                    hd);
     }
     prof(e, PROF_ATTN_CORE, &t0, 2.0 * kv_elt * (double)kvo * (double)(s->pos + T));
     rc = kern_matmul(e->kc, &L->o, b->z, T, b->y);
@@ -218,8 +215,8 @@ static int deltanet(struct eng *e, struct eng_layer *L, int l, struct seq_state 
         return rc;
     prof(e, PROF_GDN_PROJ, &t0, wbytes(&L->qkv) + wbytes(&L->z) + wbytes(&L->a) + wbytes(&L->b));
     /* causal depthwise conv + SiLU over the q|k|v channels (not z, a, b) */
-    if ((rc = kern_conv1d_silu(b->aux, b->big, cd, s->layer[l].conv, L->conv_w, T, cd,
-                               (int)c->conv_kernel)) < 0)
+    if ((rc = kern_conv1d_silu_on(e->kc, b->aux, b->big, cd, s->layer[l].conv, L->conv_w, T, cd,
+                                  (int)c->conv_kernel)) < 0)
         return rc;
     for (long t = 0; t < T; t++)
         for (long h = 0; h < nv; h++) {
@@ -249,7 +246,7 @@ static int deltanet(struct eng *e, struct eng_layer *L, int l, struct seq_state 
     if (rc < 0)
         return rc;
     /* gated RMSNorm per value head (plain w), times SiLU(z) */
-    kern_rmsnorm_gated(b->o, b->o, b->z, L->lin_norm, T * nv, dv, (float)c->rms_eps);
+    kern_rmsnorm_gated_on(e->kc, b->o, b->o, b->z, L->lin_norm, T * nv, dv, (float)c->rms_eps);
     /* the recurrent state is read and written once per token */
     prof(e, PROF_GDN_CORE, &t0, 2.0 * 4.0 * (double)(nv * dk * dv));
     rc = kern_matmul(e->kc, &L->out, b->o, T, b->y);
@@ -305,7 +302,7 @@ static int moe(struct eng *e, struct eng_layer *L, long T, struct fwd_bufs *b)
         if ((rc = kern_matmul(e->kc, &L->shared.gate, b->h, T, gt)) < 0 ||
             (rc = kern_matmul(e->kc, &L->shared.up, b->h, T, up)) < 0)
             return rc;
-        kern_swiglu(gt, gt, up, T * Is);
+        kern_swiglu_on(e->kc, gt, gt, up, T * Is);
         if ((rc = kern_matmul(e->kc, &L->shared.down, gt, T, b->sh)) < 0)
             return rc;
         for (long t = 0; t < T; t++) {
@@ -360,14 +357,14 @@ static int forward_chunk(struct eng *e, struct seq_state *s, const int32_t *tok,
         e->trace(e->trace_ctx, -1, b.x, T, H);
     for (int l = 0; l < (int)c->n_layers; l++) {
         struct eng_layer *L = &e->L[l];
-        kern_rmsnorm(b.h, H, b.x, H, L->in_norm, T, H, eps);
+        kern_rmsnorm_on(e->kc, b.h, H, b.x, H, L->in_norm, T, H, eps);
         prof(e, PROF_NORM, &t0, 0);
         rc = L->full ? attention(e, L, l, s, T, &b) : deltanet(e, L, l, s, T, &b);
         if (rc < 0)
             return err_prefix(rc, "layer %d", l);
         t0 = prof_start(e);
         add(b.x, b.y, (size_t)T * H);
-        kern_rmsnorm(b.h, H, b.x, H, L->post_norm, T, H, eps);
+        kern_rmsnorm_on(e->kc, b.h, H, b.x, H, L->post_norm, T, H, eps);
         prof(e, PROF_NORM, &t0, 0);
         if ((rc = moe(e, L, T, &b)) < 0)
             return err_prefix(rc, "layer %d moe", l);

@@ -44,6 +44,9 @@ int kern_cuda_device_info(int dev, struct kern_gpu_info *info);
  * - Kernels allocate only to grow the context's scratch the first time a larger shape is seen
  *   (ERR_NOMEM if that fails); steady-state calls do not allocate.
  * - Only kern_cpu_new picks an ISA, after checking cpuid: no SIMD code runs on a CPU without it.
+ * - Kernels that take a struct kern_cpu compute with fp32 denormals flushed to zero (x86 FTZ and
+ *   DAZ, on every thread; the caller's mode is restored on return): the delta rule's decays
+ *   made denormals that cost a ~100-cycle microcode assist per instruction.
  */
 
 #include <stdint.h>
@@ -146,6 +149,16 @@ void kern_silu(float *y, const float *x, long n);
 void kern_sigmoid(float *y, const float *x, long n);
 /* y = silu(gate) * up (SwiGLU), n elements; y may alias gate or up. */
 void kern_swiglu(float *y, const float *gate, const float *up, long n);
+/* The same on c: its ISA (vector e^x and sums; within a few ulp of the scalar formulas above,
+ * which stay the reference) and, for large inputs, its threads (split by rows or elements, so
+ * the results do not depend on the thread count). For the forward pass; y *= sigmoid(g) is the
+ * attention output gate. */
+void kern_rmsnorm_on(struct kern_cpu *c, float *y, long ldy, const float *x, long ldx,
+                     const float *w, long rows, long n, float eps);
+void kern_swiglu_on(struct kern_cpu *c, float *y, const float *gate, const float *up, long n);
+void kern_mul_sigmoid_on(struct kern_cpu *c, float *y, const float *g, long n);
+void kern_rmsnorm_gated_on(struct kern_cpu *c, float *y, const float *x, const float *z,
+                           const float *w, long rows, long n, float eps);
 /* In-place softmax over n (max-subtracted, fp32). */
 void kern_softmax(float *x, long n);
 /* Index of the largest element (the first one on ties; NaN never wins); -1 when n <= 0. */
@@ -194,6 +207,10 @@ int kern_attention(struct kern_cpu *c, const struct kern_attn *a);
  * start of a sequence), updated to the last kw-1 inputs; y [T][C] (must not alias x). */
 int kern_conv1d_silu(float *y, const float *x, long ldx, float *state, const float *w, long T,
                      long C, int kw);
+/* The same on c (see kern_swiglu_on): channels split over its threads, the SiLU and the conv
+ * sums of whole windows on its ISA (the same sums, bit for bit, as the scalar loop). */
+int kern_conv1d_silu_on(struct kern_cpu *c, float *y, const float *x, long ldx, float *state,
+                        const float *w, long T, long C, int kw);
 
 /* The delta rule over T tokens for n_v heads (model-spec.md 3.6). Value head h uses q/k head
  * h / (n_v / n_k). q, k: token t, head j at q + t*ld_qk + j*dk; v: token t, head h at

@@ -324,10 +324,7 @@ int kern_attention(struct kern_cpu *c, const struct kern_attn *a)
     } else if (c->isa != KERN_ISA_SCALAR) {
         nwork = (a->T + tile_tokens(G) - 1) / tile_tokens(G) * a->n_kv;
     }
-    if (c->nthreads == 1 || nwork == 1)
-        attn_part(&j, 0, 1);
-    else
-        pool_run(c->pool, attn_part, &j);
+    kern_cpu_run(c, attn_part, &j, nwork == 1);
     if (j.items) {
         /* merge the chunks of each (token, kv head) in order */
         for (long it = 0; it < j.nitems;) {

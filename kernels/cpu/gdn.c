@@ -21,41 +21,87 @@
 #include <math.h>
 #include <string.h>
 
-int kern_conv1d_silu(float *y, const float *x, long ldx, float *state, const float *w, long T,
-                     long C, int kw)
+#define CONV_CB 256 /* channels per block of conv_part */
+
+struct conv_job {
+    const struct kern_vec *v;
+    float *y;
+    const float *x, *w;
+    float *state;
+    long ldx, T, C;
+    int kw;
+};
+
+/* The conv of kern_conv1d_silu for channels [c0, c1), then v's SiLU over each token's piece of
+ * row (the pre-activations are parked in y: the same sums as before, a row piece at a time for
+ * the vector e^x). Channels are independent, so any split gives the same values. */
+static void conv_part(void *ctx, long c0, long c1)
+{
+    const struct conv_job *j = ctx;
+    const float *x = j->x, *w = j->w;
+    float *state = j->state;
+    long ldx = j->ldx, C = j->C;
+    int kw = j->kw, ns = kw - 1;
+    /* input at relative position p (< 0: from the state, which holds positions -ns .. -1) */
+#define IN(p, c) ((p) >= 0 ? x[(p)*ldx + (c)] : state[(c)*ns + ns + (p)])
+    /* CONV_CB channels at a time with their weights transposed (wt[q][c]), so that the common
+     * case is v's conv_row over contiguous channels: per output the same sum, in the same order
+     * and with the same roundings, as the state path's acc += w[c][q] x[q][c] */
+    float wt[16 * CONV_CB];
+    for (long cb = c0; cb < c1; cb += CONV_CB) {
+        long nc = c1 - cb < CONV_CB ? c1 - cb : CONV_CB;
+        for (int q = 0; q < kw; q++)
+            for (long c = 0; c < nc; c++)
+                wt[q * CONV_CB + c] = w[(cb + c) * kw + q];
+        for (long t = 0; t < j->T; t++) {
+            float *yt = j->y + t * C + cb;
+            if (t >= ns) { /* the whole window is in x: the common case, no branches */
+                j->v->conv_row(yt, x + (t - ns) * ldx + cb, ldx, wt, CONV_CB, kw, nc);
+            } else {
+                for (long c = 0; c < nc; c++) {
+                    float acc = 0;
+                    for (int q = 0; q < kw; q++)
+                        acc += wt[q * CONV_CB + c] * IN(t - ns + q, cb + c);
+                    yt[c] = acc;
+                }
+            }
+            j->v->silu(yt, yt, nc);
+        }
+    }
+    /* the new state: the last ns inputs; entry q reads old entry T + q >= q, so in place is safe */
+    long T = j->T;
+    for (long c = c0; c < c1; c++)
+        for (int q = 0; q < ns; q++)
+            state[c * ns + q] = IN(T - ns + q, c);
+#undef IN
+}
+
+static int conv1d_silu(struct kern_cpu *c, const struct kern_vec *v, float *y, const float *x,
+                       long ldx, float *state, const float *w, long T, long C, int kw)
 {
     if (kw < 1 || kw > 16 || C < 1 || T < 0 || ldx < C)
         return err_set(ERR_INVAL, "conv1d: kernel %d, %ld channels, row stride %ld", kw, C, ldx);
-    int ns = kw - 1;
-    /* input at relative position p (< 0: from the state, which holds positions -ns .. -1) */
-#define IN(p, c) ((p) >= 0 ? x[(p)*ldx + (c)] : state[(c)*ns + ns + (p)])
-    for (long t = 0; t < T; t++) {
-        float *yt = y + t * C;
-        if (t >= ns) { /* the whole window is in x: the common case, no branches */
-            const float *xw = x + (t - ns) * ldx;
-            for (long c = 0; c < C; c++) {
-                const float *wc = w + c * kw;
-                float acc = 0;
-                for (int j = 0; j < kw; j++)
-                    acc += wc[j] * xw[j * ldx + c];
-                yt[c] = kern_silu1(acc);
-            }
-            continue;
-        }
-        for (long c = 0; c < C; c++) {
-            const float *wc = w + c * kw;
-            float acc = 0;
-            for (int j = 0; j < kw; j++)
-                acc += wc[j] * IN(t - ns + j, c);
-            yt[c] = kern_silu1(acc);
-        }
+    struct conv_job j = { v, y, x, w, state, ldx, T, C, kw };
+    if (!c) {
+        conv_part(&j, 0, C);
+        return 0;
     }
-    /* the new state: the last ns inputs; entry j reads old entry T + j >= j, so in place is safe */
-    for (long c = 0; c < C; c++)
-        for (int j = 0; j < ns; j++)
-            state[c * ns + j] = IN(T - ns + j, c);
-#undef IN
+    /* pieces of >= 16 K outputs, whole cache lines of y's rows */
+    long grain = T > 0 && T < 1024 ? (16384 / T + 15) & ~15L : 16;
+    kern_cpu_par(c, C, grain, conv_part, &j);
     return 0;
+}
+
+int kern_conv1d_silu(float *y, const float *x, long ldx, float *state, const float *w, long T,
+                     long C, int kw)
+{
+    return conv1d_silu(NULL, &kern_vec_scalar, y, x, ldx, state, w, T, C, kw);
+}
+
+int kern_conv1d_silu_on(struct kern_cpu *c, float *y, const float *x, long ldx, float *state,
+                        const float *w, long T, long C, int kw)
+{
+    return conv1d_silu(c, kern_vec_for(c->isa), y, x, ldx, state, w, T, C, kw);
 }
 
 static int gdn_check(const struct kern_gdn *a)
@@ -378,10 +424,7 @@ static int gdn_run(struct kern_cpu *c, const struct kern_gdn *a, int chunk)
                                : c->isa == KERN_ISA_AVX2 ? &gdn_ops_avx2
                                                          : NULL;
     struct gdn_job j = { a, c, kern_vec_for(c->isa), op, chunk };
-    if (c->nthreads == 1 || a->n_v == 1)
-        gdn_part(&j, 0, 1);
-    else
-        pool_run(c->pool, gdn_part, &j);
+    kern_cpu_run(c, gdn_part, &j, a->n_v == 1);
     return 0;
 }
 

@@ -4,6 +4,7 @@
  * (16-column slices of the state). Same structure as gdn_avx512.c with 8-float vectors.
  */
 #include "kernels/cpu/gdn_simd.h"
+#include "kernels/cpu/vexp.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -211,27 +212,7 @@ static void norm(float *dst, const float *src, long n, float mul)
     }
 }
 
-/* e^x as in gdn_avx512.c (2^n built in the exponent bits; n stays in -126 .. 127) */
-AI __m256 vexp(__m256 x)
-{
-    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_NLT_UQ);
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    /* tiny holds all-ones where x >= -87 (or NaN): the other lanes become 0 */
-    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), tiny);
-}
+#define vexp kv_exp256 /* vexp.h */
 
 static void softmax_cols(float *s, long ld, long nb, long nr, float *m, float *l, float *corr)
 {

@@ -5,6 +5,7 @@
  * a group of tokens).
  */
 #include "kernels/cpu/gdn_simd.h"
+#include "kernels/cpu/vexp.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -255,25 +256,7 @@ static void norm(float *dst, const float *src, long n, float mul)
     }
 }
 
-/* e^x: 2^n e^r with n = round(x log2 e), r = x - n ln 2 in two parts, Cephes' degree-6
- * polynomial for e^r (about 1 ulp); below -87 (where e^x nears the denormals) 0. */
-AI __m512 vexp(__m512 x)
-{
-    __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_mov_ps((__mmask16)~tiny, _mm512_scalef_ps(p, n));
-}
+#define vexp kv_exp512 /* vexp.h */
 
 static void softmax_cols(float *s, long ld, long nb, long nr, float *m, float *l, float *corr)
 {

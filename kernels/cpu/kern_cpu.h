@@ -76,6 +76,20 @@ struct kern_vec {
     /* y[n] += sum_r e[r] * rows[r][n] for nr rows ld apart (attention's P V), with y held in
      * registers across the rows */
     void (*axpy_rows)(float *y, const float *e, const float *rows, long ld, long nr, long n);
+    /* The element-wise ops of the forward pass (kernels.h's *_on): the scalar entries are the
+     * reference formulas of kernels.h, the SIMD ones use vexp.h's e^x (a few ulp apart). In
+     * place (y == an input) is fine. */
+    void (*swiglu)(float *y, const float *g, const float *u, long n); /* y = silu(g) u */
+    void (*silu)(float *y, const float *x, long n);
+    void (*mul_sigmoid)(float *y, const float *g, long n); /* y *= sigmoid(g) */
+    /* one row of kern_rmsnorm */
+    void (*norm)(float *y, const float *x, const float *w, long n, float eps);
+    /* one row of kern_rmsnorm_gated */
+    void (*norm_gated)(float *y, const float *x, const float *z, const float *w, long n, float eps);
+    /* y[c] = sum over q < kw of wt[q ldw + c] x[q ldx + c], c < n, summed from 0 in q order with
+     * a rounding after each product and each add (no FMA), as the scalar conv loop does: the
+     * depthwise conv of kw tokens */
+    void (*conv_row)(float *y, const float *x, long ldx, const float *wt, long ldw, int kw, long n);
 };
 extern const struct kern_vec kern_vec_scalar, kern_vec_avx2, kern_vec_avx512;
 const struct kern_vec *kern_vec_for(int isa);
@@ -83,6 +97,20 @@ const struct kern_vec *kern_vec_for(int isa);
 /* Memory read bandwidth (membw.c): the best of 5 streaming reads of buf [n floats, n a multiple
  * of 64, far larger than the caches] with c's threads and ISA; GB/s. */
 double kern_mem_bandwidth_on(struct kern_cpu *c, const float *buf, long n);
+
+/* Runs fn(ctx, tid, nth) on c's threads (on the caller alone when alone is set or c has one
+ * thread), every thread, the caller included, with denormals flushed to zero (MXCSR FTZ and
+ * DAZ; the caller's mode is restored after). Every parallel region of the kernels goes through
+ * here, so every thread computes in the same mode. */
+void kern_cpu_run(struct kern_cpu *c, void (*fn)(void *ctx, int tid, int nth), void *ctx,
+                  int alone);
+
+/* fn(ctx, lo, hi) over [0, n) in contiguous ranges, one per thread, each a multiple of grain
+ * long but the last (on the caller alone when n < 2 grain): for the element-wise steps of
+ * prefill, which would otherwise leave the other threads idle. fn must compute each element
+ * the same way whatever range holds it. */
+typedef void (*kern_par_fn)(void *ctx, long lo, long hi);
+void kern_cpu_par(struct kern_cpu *c, long n, long grain, kern_par_fn fn, void *ctx);
 
 /* Shared per-call work memory of the context (MoE token batches); 0 or ERR_NOMEM. */
 int kern_cpu_work(struct kern_cpu *c, size_t bytes, float **out);

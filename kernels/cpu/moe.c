@@ -28,6 +28,7 @@ struct mm_task {
     const float *x;
     long T;
     float *y;
+    long rows; /* rows per block: KERN_MM_ROWS, or two of them for a GEMM (see phase_add) */
     long nblocks;
 };
 
@@ -57,7 +58,12 @@ static void phase_add(struct moe_phase *ph, const struct kern_weight *w, const f
                       float *y)
 {
     struct mm_task *t = &ph->task[ph->ntask++];
-    *t = (struct mm_task){ w, x, T, y, (w->n + KERN_MM_ROWS - 1) / KERN_MM_ROWS };
+    /* a prefill GEMM packs 32-row panels: a claim ending on an odd 16-row block left a
+     * half-empty panel (one row vector per FMA tile: half the FMA rate for the same loads) and
+     * re-read the tokens for 16 rows; blocks of 32 rows avoid both. Which rows a block holds
+     * never changes how a row is computed (each output is one chain over k). */
+    long rows = T >= 4 ? 2 * KERN_MM_ROWS : KERN_MM_ROWS;
+    *t = (struct mm_task){ w, x, T, y, rows, (w->n + rows - 1) / rows };
     ph->nblocks += t->nblocks;
 }
 
@@ -93,7 +99,7 @@ static void phase_part(void *ctx, int tid, int nth)
             long b0 = lo > base ? lo - base : 0;
             long b1 = hi - base < t->nblocks ? hi - base : t->nblocks;
             if (b0 < b1) {
-                long r0 = b0 * KERN_MM_ROWS, r1 = b1 * KERN_MM_ROWS;
+                long r0 = b0 * t->rows, r1 = b1 * t->rows;
                 if (r1 > t->w->n)
                     r1 = t->w->n;
                 ph->fn(t->w, t->x, t->T, t->y, r0, r1, ph->c->scratch[tid]);
@@ -108,10 +114,7 @@ static void phase_part(void *ctx, int tid, int nth)
 static void phase_run(struct moe_phase *ph, int alone)
 {
     ph->next = 0;
-    if (ph->c->nthreads == 1 || alone)
-        phase_part(ph, 0, 1);
-    else
-        pool_run(ph->c->pool, phase_part, ph);
+    kern_cpu_run(ph->c, phase_part, ph, alone);
 }
 
 int kern_matmul_n(struct kern_cpu *c, int n, const struct kern_weight *const *w, const float *x,
@@ -141,6 +144,59 @@ int kern_matmul_n(struct kern_cpu *c, int n, const struct kern_weight *const *w,
         phase_add(ph, w[i], x, T, y[i]);
     phase_run(ph, work < 65536.0); /* small products are not worth waking the pool */
     return 0;
+}
+
+/* The gather of the selections' rows and the per-token combine, split over threads (tokens
+ * are independent: any split gives the same sums). */
+struct moe_io {
+    const struct kern_moe *m;
+    const int *order, *pos;
+    float *X;
+    const float *D, *SD;
+};
+
+static void gather_part(void *ctx, long lo, long hi)
+{
+    const struct moe_io *io = ctx;
+    long H = io->m->hidden;
+    for (long i = lo; i < hi; i++)
+        memcpy(io->X + i * H, io->m->x + (io->order[i] / io->m->k) * H, (size_t)H * sizeof(float));
+}
+
+/* per token, its experts in index order, then the shared expert */
+static void combine_part(void *ctx, long lo, long hi)
+{
+    const struct moe_io *io = ctx;
+    const struct kern_moe *m = io->m;
+    long H = m->hidden;
+    for (long t = lo; t < hi; t++) {
+        float *y = m->y + t * H;
+        memset(y, 0, (size_t)H * sizeof(float));
+        for (int j = 0; j < m->k; j++) {
+            /* the j-th smallest expert index among this token's selections */
+            long i = -1;
+            for (int q = 0, rank = 0; q < m->k; q++, rank = 0) {
+                long cand = t * m->k + q;
+                for (int r = 0; r < m->k; r++) {
+                    long o = t * m->k + r;
+                    rank += m->idx[o] < m->idx[cand] || (m->idx[o] == m->idx[cand] && r < q);
+                }
+                if (rank == j)
+                    i = cand;
+            }
+            /* plain y += w d (no FMA), the same sums engine/forward.c makes when it runs the
+             * shared expert apart while profiling */
+            const float *d = io->D + (long)io->pos[i] * H;
+            float wgt = m->wt[i];
+            for (long h = 0; h < H; h++)
+                y[h] += wgt * d[h];
+        }
+        if (m->shared) {
+            float sgt = kern_sigmoid1(m->shared_gate[t]);
+            for (long h = 0; h < H; h++)
+                y[h] += sgt * io->SD[t * H + h];
+        }
+    }
 }
 
 static int check_expert(const struct kern_expert *e, long hidden, long inter, const char *what,
@@ -208,8 +264,9 @@ int kern_moe(struct kern_cpu *c, const struct kern_moe *m)
     }
     if (m->shared && (rc = check_expert(m->shared, H, I, "shared", 0)) < 0)
         return rc;
-    for (long i = 0; i < nsel; i++)
-        memcpy(X + i * H, m->x + (order[i] / m->k) * H, (size_t)H * sizeof(float));
+    struct moe_io io = { m, order, pos, X, D, SD };
+    long rows_grain = H < 4096 ? 4096 / H : 1; /* pieces of >= 16 KB */
+    kern_cpu_par(c, nsel, rows_grain, gather_part, &io);
 
     struct moe_phase *ph = &moe_phase_tls;
     /* phase 1: gate and up of every active expert (and the shared expert) */
@@ -229,9 +286,9 @@ int kern_moe(struct kern_cpu *c, const struct kern_moe *m)
         phase_add(ph, &m->shared->up, m->x, T, SU);
     }
     phase_run(ph, 0);
-    kern_swiglu(G, G, U, nsel * I);
+    kern_swiglu_on(c, G, G, U, nsel * I);
     if (m->shared)
-        kern_swiglu(SG, SG, SU, T * I);
+        kern_swiglu_on(c, SG, SG, SU, T * I);
     /* phase 2: down projections */
     ph->ntask = 0;
     ph->nblocks = 0;
@@ -246,32 +303,6 @@ int kern_moe(struct kern_cpu *c, const struct kern_moe *m)
     if (m->shared)
         phase_add(ph, &m->shared->down, SG, T, SD);
     phase_run(ph, 0);
-    /* combine: per token, its experts in index order, then the shared expert */
-    for (long t = 0; t < T; t++) {
-        float *y = m->y + t * H;
-        memset(y, 0, (size_t)H * sizeof(float));
-        for (int j = 0; j < m->k; j++) {
-            /* the j-th smallest expert index among this token's selections */
-            long i = -1;
-            for (int q = 0, rank = 0; q < m->k; q++, rank = 0) {
-                long cand = t * m->k + q;
-                for (int r = 0; r < m->k; r++) {
-                    long o = t * m->k + r;
-                    rank += m->idx[o] < m->idx[cand] || (m->idx[o] == m->idx[cand] && r < q);
-                }
-                if (rank == j)
-                    i = cand;
-            }
-            const float *d = D + (long)pos[i] * H;
-            float wgt = m->wt[i];
-            for (long h = 0; h < H; h++)
-                y[h] += wgt * d[h];
-        }
-        if (m->shared) {
-            float sgt = kern_sigmoid1(m->shared_gate[t]);
-            for (long h = 0; h < H; h++)
-                y[h] += sgt * SD[t * H + h];
-        }
-    }
+    kern_cpu_par(c, T, rows_grain, combine_part, &io);
     return 0;
 }

@@ -1,7 +1,9 @@
 /* vec_avx2.c - AVX2 vector helpers for attention and the delta rule (kern_cpu.h). */
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/cpu/vexp.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 static void axpy(float *y, float a, const float *x, long n)
 {
@@ -102,4 +104,119 @@ static void axpy_rows(float *y, const float *e, const float *rows, long ld, long
         axpy(y + i, e[r], rows + r * ld + i, n - i);
 }
 
-const struct kern_vec kern_vec_avx2 = { kern_dot_avx2, axpy, scale, load, sum, axpy_rows };
+/* x / (1 + e^-x), as in vec_avx512.c; tails go through the scalar formulas */
+static inline __m256 silu8(__m256 x)
+{
+    __m256 e = kv_exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+static void swiglu(float *y, const float *g, const float *u, long n)
+{
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i,
+                         _mm256_mul_ps(silu8(_mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+    for (; i < n; i++)
+        y[i] = kern_silu1(g[i]) * u[i];
+}
+
+static void silu(float *y, const float *x, long n)
+{
+    long i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, silu8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++)
+        y[i] = kern_silu1(x[i]);
+}
+
+static void mul_sigmoid(float *y, const float *g, long n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = kv_exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(g + i)));
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), s));
+    }
+    for (; i < n; i++)
+        y[i] *= kern_sigmoid1(g[i]);
+}
+
+static void norm(float *y, const float *x, const float *w, long n, float eps)
+{
+    __m256 ss = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    float t[8], s = 0;
+    _mm256_storeu_ps(t, ss);
+    for (int j = 0; j < 8; j++)
+        s += t[j];
+    for (; i < n; i++)
+        s += x[i] * x[i];
+    float inv = 1.0f / sqrtf(s / (float)n + eps);
+    __m256 iv = _mm256_set1_ps(inv), one = _mm256_set1_ps(1.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), iv);
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_add_ps(one, _mm256_loadu_ps(w + i))));
+    }
+    for (; i < n; i++)
+        y[i] = x[i] * inv * (1.0f + w[i]);
+}
+
+static void norm_gated(float *y, const float *x, const float *z, const float *w, long n, float eps)
+{
+    __m256 ss = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        ss = _mm256_fmadd_ps(v, v, ss);
+    }
+    float t[8], s = 0;
+    _mm256_storeu_ps(t, ss);
+    for (int j = 0; j < 8; j++)
+        s += t[j];
+    for (; i < n; i++)
+        s += x[i] * x[i];
+    float inv = 1.0f / sqrtf(s / (float)n + eps);
+    __m256 iv = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), iv);
+        __m256 g = silu8(_mm256_loadu_ps(z + i));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), v), g));
+    }
+    for (; i < n; i++)
+        y[i] = w[i] * (x[i] * inv) * kern_silu1(z[i]);
+}
+
+static void conv_row(float *y, const float *x, long ldx, const float *wt, long ldw, int kw, long n)
+{
+    long c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int q = 0; q < kw; q++) {
+            __m256 p =
+                _mm256_mul_ps(_mm256_loadu_ps(wt + q * ldw + c), _mm256_loadu_ps(x + q * ldx + c));
+            /* keeps the compiler from contracting the product and the add into an FMA */
+            __asm__("" : "+v"(p));
+            acc = _mm256_add_ps(acc, p);
+        }
+        _mm256_storeu_ps(y + c, acc);
+    }
+    for (; c < n; c++) {
+        float acc = 0;
+        for (int q = 0; q < kw; q++) {
+            float p = wt[q * ldw + c] * x[q * ldx + c];
+            __asm__("" : "+v"(p));
+            acc += p;
+        }
+        y[c] = acc;
+    }
+}
+
+const struct kern_vec kern_vec_avx2 = { kern_dot_avx2, axpy,      scale,      load,
+                                        sum,           axpy_rows, swiglu,     silu,
+                                        mul_sigmoid,   norm,      norm_gated, conv_row };

@@ -1,7 +1,9 @@
 /* vec_avx512.c - AVX-512 vector helpers for attention and the delta rule (kern_cpu.h). */
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/cpu/vexp.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 static inline __mmask16 tail_mask(long left)
 {
@@ -119,4 +121,91 @@ static void axpy_rows(float *y, const float *e, const float *rows, long ld, long
         axpy(y + i, e[r], rows + r * ld + i, n - i);
 }
 
-const struct kern_vec kern_vec_avx512 = { kern_dot_avx512, axpy, scale, load, sum, axpy_rows };
+/* x / (1 + e^-x); e^-x saturates at e^88, where the quotient is -0 instead of a denormal */
+static inline __m512 silu16(__m512 x)
+{
+    __m512 e = kv_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+static void swiglu(float *y, const float *g, const float *u, long n)
+{
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 s = silu16(_mm512_maskz_loadu_ps(m, g + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+static void silu(float *y, const float *x, long n)
+{
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, silu16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static void mul_sigmoid(float *y, const float *g, long n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 e = kv_exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(m, g + i)));
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), s));
+    }
+}
+
+static void norm(float *y, const float *x, const float *w, long n, float eps)
+{
+    __m512 ss = _mm512_setzero_ps();
+    for (long i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / (float)n + eps));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
+        _mm512_mask_storeu_ps(
+            y + i, m, _mm512_mul_ps(v, _mm512_add_ps(one, _mm512_maskz_loadu_ps(m, w + i))));
+    }
+}
+
+static void norm_gated(float *y, const float *x, const float *z, const float *w, long n, float eps)
+{
+    __m512 ss = _mm512_setzero_ps();
+    for (long i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(ss) / (float)n + eps));
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
+        __m512 g = silu16(_mm512_maskz_loadu_ps(m, z + i));
+        _mm512_mask_storeu_ps(y + i, m,
+                              _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), v), g));
+    }
+}
+
+static void conv_row(float *y, const float *x, long ldx, const float *wt, long ldw, int kw, long n)
+{
+    for (long c = 0; c < n; c += 16) {
+        __mmask16 m = tail_mask(n - c);
+        __m512 acc = _mm512_setzero_ps();
+        for (int q = 0; q < kw; q++) {
+            __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, wt + q * ldw + c),
+                                     _mm512_maskz_loadu_ps(m, x + q * ldx + c));
+            /* keeps the compiler from contracting the product and the add into an FMA */
+            __asm__("" : "+v"(p));
+            acc = _mm512_add_ps(acc, p);
+        }
+        _mm512_mask_storeu_ps(y + c, m, acc);
+    }
+}
+
+const struct kern_vec kern_vec_avx512 = { kern_dot_avx512, axpy,    scale, load,        sum,
+                                          axpy_rows,       swiglu,  silu,  mul_sigmoid, norm,
+                                          norm_gated,      conv_row };

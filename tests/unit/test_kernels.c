@@ -345,7 +345,14 @@ static void t_matmul_n(void)
                 yb[i] = fbuf((size_t)(T * w[i].n));
                 CHECK(kern_matmul(c, &w[i], x, T, ya[i]) == 0);
             }
+#if defined(__x86_64__)
+            /* the kernels flush denormals (kern_cpu_run) but give the caller its mode back */
+            unsigned csr = __builtin_ia32_stmxcsr();
             CHECK(kern_matmul_n(c, 3, wp, x, T, yb) == 0);
+            CHECK_INT(__builtin_ia32_stmxcsr(), csr);
+#else
+            CHECK(kern_matmul_n(c, 3, wp, x, T, yb) == 0);
+#endif
             for (int i = 0; i < 3; i++) {
                 CHECKF(!memcmp(ya[i], yb[i], (size_t)(T * w[i].n) * sizeof(float)),
                        "%s weight %d T %ld", kern_isa_name(isa), i, T);
@@ -455,6 +462,116 @@ static void t_small_ops(void)
     CHECK(kern_moe_route(lg, 6, 7, idx, wt) == ERR_INVAL);
 }
 
+/* |a - b| within tol of the reference's magnitude (floored at 1); NaN never passes */
+static double rel_err(const float *a, const float *ref, long n)
+{
+    double e = 0;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]) / fmax(1.0, fabs((double)ref[i]));
+        e = d > e || d != d ? d : e;
+    }
+    return e;
+}
+
+/* The ISA versions of the element-wise ops (*_on) against the scalar reference formulas, over
+ * lengths that leave vector tails and inputs out to where e^x saturates. */
+static void t_elementwise(void)
+{
+    long lens[] = { 1, 7, 16, 33, 128, 1000 };
+    for (int isa = KERN_ISA_SCALAR; isa <= KERN_ISA_AVX512; isa++) {
+        struct kern_cpu *c;
+        if (!kern_isa_supported(isa) || kern_cpu_new(&c, 1, isa) < 0)
+            continue;
+        for (int li = 0; li < 6; li++) {
+            long n = lens[li];
+            float *g = fbuf(n), *u = fbuf(n), *y = fbuf(n), *ref = fbuf(n), *w = fbuf(n);
+            fill(g, n, 12.0f);
+            fill(u, n, 2.0f);
+            fill(w, n, 1.5f);
+            g[0] = n > 3 ? -120.0f : g[0]; /* e^-x overflows, e^x underflows */
+            if (n > 3)
+                g[1] = 95.0f, g[2] = 0.0f;
+            kern_swiglu(ref, g, u, n);
+            kern_swiglu_on(c, y, g, u, n);
+            double e = rel_err(y, ref, n);
+            CHECKF(e < 4e-6, "%s swiglu n %ld: %g", kern_isa_name(isa), n, e);
+            memcpy(ref, u, (size_t)n * sizeof(float));
+            memcpy(y, u, (size_t)n * sizeof(float));
+            for (long i = 0; i < n; i++)
+                ref[i] *= kern_sigmoid1(g[i]);
+            kern_mul_sigmoid_on(c, y, g, n);
+            e = rel_err(y, ref, n);
+            CHECKF(e < 4e-6, "%s mul_sigmoid n %ld: %g", kern_isa_name(isa), n, e);
+            /* two rows of n: x = u, z = g */
+            float *x2 = fbuf(2 * n), *z2 = fbuf(2 * n), *y2 = fbuf(2 * n), *r2 = fbuf(2 * n);
+            fill(x2, 2 * n, 3.0f);
+            fill(z2, 2 * n, 10.0f);
+            kern_rmsnorm_gated(r2, x2, z2, w, 2, n, 1e-6f);
+            kern_rmsnorm_gated_on(c, y2, x2, z2, w, 2, n, 1e-6f);
+            e = rel_err(y2, r2, 2 * n);
+            CHECKF(e < 1e-5, "%s rmsnorm_gated n %ld: %g", kern_isa_name(isa), n, e);
+            kern_rmsnorm_gated_on(c, x2, x2, z2, w, 2, n, 1e-6f); /* in place */
+            CHECK(!memcmp(x2, y2, 2 * (size_t)n * sizeof(float)));
+            /* the plain RMSNorm, rows n + 3 apart, and in place */
+            float *x3 = fbuf(2 * n + 3), *y3 = fbuf(2 * n + 3), *r3 = fbuf(2 * n + 3);
+            fill(x3, 2 * n + 3, 3.0f);
+            memcpy(y3, x3, (2 * (size_t)n + 3) * sizeof(float));
+            memcpy(r3, x3, (2 * (size_t)n + 3) * sizeof(float));
+            kern_rmsnorm(r3, n + 3, x3, n + 3, w, 2, n, 1e-6f);
+            kern_rmsnorm_on(c, y3, n + 3, y3, n + 3, w, 2, n, 1e-6f);
+            e = rel_err(y3, r3, 2 * n + 3);
+            CHECKF(e < 1e-5, "%s rmsnorm n %ld: %g", kern_isa_name(isa), n, e);
+            free(x3), free(y3), free(r3);
+            /* the conv + SiLU over 6 tokens of n channels */
+            float *cx = fbuf(6 * n), *cw = fbuf(4 * n), *s1 = fbuf(3 * n), *s2 = fbuf(3 * n);
+            float *cy = fbuf(6 * n), *cr = fbuf(6 * n);
+            fill(cx, 6 * n, 4.0f);
+            fill(cw, 4 * n, 1.0f);
+            fill(s1, 3 * n, 1.0f);
+            memcpy(s2, s1, 3 * (size_t)n * sizeof(float));
+            CHECK(kern_conv1d_silu(cr, cx, n, s1, cw, 6, n, 4) == 0);
+            CHECK(kern_conv1d_silu_on(c, cy, cx, n, s2, cw, 6, n, 4) == 0);
+            e = rel_err(cy, cr, 6 * n);
+            CHECKF(e < 4e-6, "%s conv1d_silu n %ld: %g", kern_isa_name(isa), n, e);
+            CHECK(!memcmp(s1, s2, 3 * (size_t)n * sizeof(float)));
+            /* token by token from the carried state (decode) gives the same bits */
+            float *s4 = fbuf(3 * n), *y4 = fbuf(6 * n);
+            fill(s4, 3 * n, 1.0f);
+            memcpy(s2, s4, 3 * (size_t)n * sizeof(float));
+            CHECK(kern_conv1d_silu_on(c, cy, cx, n, s2, cw, 6, n, 4) == 0);
+            for (long t = 0; t < 6; t++)
+                CHECK(kern_conv1d_silu_on(c, y4 + t * n, cx + t * n, n, s4, cw, 1, n, 4) == 0);
+            CHECKF(!memcmp(cy, y4, 6 * (size_t)n * sizeof(float)), "%s conv1d decode n %ld",
+                   kern_isa_name(isa), n);
+            free(s4), free(y4);
+            free(g), free(u), free(y), free(ref), free(w), free(x2), free(z2), free(y2), free(r2);
+            free(cx), free(cw), free(s1), free(s2), free(cy), free(cr);
+        }
+        /* split over threads (big enough to be split): bitwise the same as on one thread */
+        struct kern_cpu *c3;
+        if (kern_cpu_new(&c3, 3, isa) == 0) {
+            long T = 64, C = 1024, n = T * C;
+            float *x = fbuf(n), *z = fbuf(n), *w = fbuf(C), *s1 = fbuf(3 * C), *s3 = fbuf(3 * C);
+            float *y1 = fbuf(n), *y3 = fbuf(n);
+            fill(x, n, 4.0f), fill(z, n, 8.0f), fill(w, C, 1.0f), fill(s1, 3 * C, 1.0f);
+            memcpy(s3, s1, 3 * (size_t)C * sizeof(float));
+            CHECK(kern_conv1d_silu_on(c, y1, x, C, s1, x, T, C, 4) == 0);
+            CHECK(kern_conv1d_silu_on(c3, y3, x, C, s3, x, T, C, 4) == 0);
+            CHECK(!memcmp(y1, y3, (size_t)n * sizeof(float)));
+            CHECK(!memcmp(s1, s3, 3 * (size_t)C * sizeof(float)));
+            kern_rmsnorm_gated_on(c, y1, x, z, w, n / 128, 128, 1e-6f);
+            kern_rmsnorm_gated_on(c3, y3, x, z, w, n / 128, 128, 1e-6f);
+            CHECK(!memcmp(y1, y3, (size_t)n * sizeof(float)));
+            kern_swiglu_on(c, y1, x, z, n - 3);
+            kern_swiglu_on(c3, y3, x, z, n - 3);
+            CHECK(!memcmp(y1, y3, (size_t)(n - 3) * sizeof(float)));
+            free(x), free(z), free(w), free(s1), free(s3), free(y1), free(y3);
+            kern_cpu_free(c3);
+        }
+        kern_cpu_free(c);
+    }
+}
+
 static void t_rope(void)
 {
     float inv[32], ms;
@@ -504,6 +621,7 @@ int main(void)
     TEST_RUN(t_isa);
     TEST_RUN(t_conversions);
     TEST_RUN(t_small_ops);
+    TEST_RUN(t_elementwise);
     TEST_RUN(t_rope);
     TEST_RUN(t_matmul_layout);
     TEST_RUN(t_matmul_bf16_f32);

@@ -85,6 +85,19 @@ static inline __attribute__((always_inline)) void transpose16(__m512i r[16])
 #define PREFETCH_NEXT(ptr, rowbytes)                                                               \
     _mm_prefetch((const char *)(ptr) + GM_RB * (long)(rowbytes), _MM_HINT_T0)
 
+/* Words [w0, w0 + 16) (masked by m) of rows [0, nrow) of p (ldw words apart), transposed into v
+ * (v[i] lane j = row j's word w0 + i; rows past nrow 0), prefetching the next panel's rows. */
+static inline __attribute__((always_inline)) void
+load_t16(__m512i v[16], const uint32_t *p, long ldw, long w0, __mmask16 m, long nrow)
+{
+    _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
+    {
+        v[j] = j < nrow ? _mm512_maskz_loadu_epi32(m, p + j * ldw + w0) : _mm512_setzero_si512();
+        PREFETCH_NEXT(p + j * ldw + w0, ldw * 4);
+    }
+    transpose16(v);
+}
+
 /* Columns [0, nc) of nrow bf16 rows (p, ld elements apart) as fp32, transposed:
  * o[c * GM_RB + j] = p[j * ld + c] (lanes past nrow 0). pf: prefetch the next panel's rows. */
 static void tr_bf16(const uint16_t *p, long ld, long nrow, long nc, float *o, int pf)
@@ -174,13 +187,7 @@ static void pack_half(const struct kern_weight *w, long rb, int h, long nrow, lo
         for (long w0 = k0 / 8; w0 < we; w0 += 16) {
             long nw = we - w0 < 16 ? we - w0 : 16;
             __mmask16 m = tail_mask(nw);
-            _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
-            {
-                v[j] = j < nrow ? _mm512_maskz_loadu_epi32(m, p + (rows + j) * ldw + w0)
-                                : _mm512_setzero_si512();
-                PREFETCH_NEXT(p + (rows + j) * ldw + w0, ldw * 4);
-            }
-            transpose16(v);
+            load_t16(v, p + rows * ldw, ldw, w0, m, nrow);
             /* word w0 + i is in group gq of the block */
             long gq = w0 / g8 - k0 / w->group, gr = w0 % g8;
             /* unrolled with constant i so that v stays in registers */
@@ -206,13 +213,7 @@ static void pack_half(const struct kern_weight *w, long rb, int h, long nrow, lo
         for (long w0 = k0 / 4; w0 < we; w0 += 16) {
             long nw = we - w0 < 16 ? we - w0 : 16;
             __mmask16 m = tail_mask(nw);
-            _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
-            {
-                v[j] = j < nrow ? _mm512_maskz_loadu_epi32(m, p + (rows + j) * ldw + w0)
-                                : _mm512_setzero_si512();
-                PREFETCH_NEXT(p + (rows + j) * ldw + w0, ldw * 4);
-            }
-            transpose16(v);
+            load_t16(v, p + rows * ldw, ldw, w0, m, nrow);
             long gq = w0 / g4 - k0 / w->group, gr = w0 % g4;
             _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
             {
@@ -331,13 +332,7 @@ fused_i4(const struct kern_weight *w, long rb, long nr, long k0, long kn, const 
         for (int h = 0; h < 2; h++) {
             __m512i v[16];
             long rows = rb + 16 * h, nrow = nr - 16 * h;
-            _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++)
-            {
-                v[j] = j < nrow ? _mm512_maskz_loadu_epi32(m, p + (rows + j) * ldw + w0)
-                                : _mm512_setzero_si512();
-                PREFETCH_NEXT(p + (rows + j) * ldw + w0, ldw * 4);
-            }
-            transpose16(v);
+            load_t16(v, p + rows * ldw, ldw, w0, m, nrow);
             _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
                 _mm512_store_si512(tb + 16 * h + i, v[i]);
         }

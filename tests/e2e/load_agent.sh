@@ -103,30 +103,25 @@ if command -v tmux > /dev/null; then
   ui_expect l1 "tiny · cpu" "ui: the model opens"
   ui_keys l1 "/load $P" Enter
   ui_expect l1 "Loaded 2 files" "ui: /load loads the files"
-  ui_keys l1 "hi" Enter
-  # the random model answers until Esc, or ends its turn by itself: either is fine
-  end=$((SECONDS + UI_DEADLINE))
-  until ui_screen l1 | grep -qE "answering|tok/s" || [ $SECONDS -ge $end ]; do sleep 0.1; done
-  ui_keys l1 Escape
-  ui_wait_gone l1 "Esc stops"
-  ui_keys l1 "/clear" Enter "/context" Enter
-  ui_expect l1 "messages. Last" "ui: /context"
-  n=$(ui_screen l1 | tr '\n' ' ' | sed -n 's/.*Last message: *\([0-9]*\) prompt.*/\1/p')
-  [ "${n:-0}" -gt 2000 ] && ok "ui: the prompt holds the loaded files ($n tokens)" \
-    || fail "ui: the prompt holds the loaded files" "$(ui_screen l1)"
+  # sends a message; the prompt must hold the loaded files (> 2000 tokens)
+  turn_holds_files() { # message what
+    ui_keys l1 "$1" Enter
+    # the random model answers until Esc, or ends its turn by itself: either is fine
+    local end=$((SECONDS + UI_DEADLINE)) n
+    until ui_screen l1 | grep -qE "answering|tok/s" || [ $SECONDS -ge $end ]; do sleep 0.1; done
+    ui_keys l1 Escape
+    ui_wait_gone l1 "Esc stops"
+    ui_keys l1 "/clear" Enter "/context" Enter
+    ui_expect l1 "messages. Last" "ui: /context ($2)"
+    n=$(ui_screen l1 | tr '\n' ' ' | sed -n 's/.*Last message: *\([0-9]*\) prompt.*/\1/p')
+    [ "${n:-0}" -gt 2000 ] && ok "ui: $2: the prompt holds the loaded files ($n tokens)" \
+      || fail "ui: $2: the prompt holds the loaded files" "$(ui_screen l1)"
+  }
+  turn_holds_files hi "after /load"
   # /new keeps the loaded files: they are loaded again into the new session
   ui_keys l1 "/new" Enter
   ui_expect l1 "Loaded 2 files" "ui: /new keeps the loaded files"
-  ui_keys l1 "again" Enter
-  end=$((SECONDS + UI_DEADLINE))
-  until ui_screen l1 | grep -qE "answering|tok/s" || [ $SECONDS -ge $end ]; do sleep 0.1; done
-  ui_keys l1 Escape
-  ui_wait_gone l1 "Esc stops"
-  ui_keys l1 "/clear" Enter "/context" Enter
-  ui_expect l1 "messages. Last" "ui: /context after /new"
-  n=$(ui_screen l1 | tr '\n' ' ' | sed -n 's/.*Last message: *\([0-9]*\) prompt.*/\1/p')
-  [ "${n:-0}" -gt 2000 ] && ok "ui: after /new the prompt still holds the files ($n tokens)" \
-    || fail "ui: after /new the prompt still holds the files" "$(ui_screen l1)"
+  turn_holds_files again "after /new"
   ui_keys l1 C-d
   ui_expect_restored l1 "ui: quit"
 else

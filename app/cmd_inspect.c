@@ -199,6 +199,53 @@ static void print_line(const char *what, uint64_t bytes, const char *note)
            *note ? "  " : "", note);
 }
 
+/* The verdict when everything but (some) snapshots fits in cap; 0 (nothing printed) when even
+ * that does not fit, which each plan explains its own way. Shared by the GPU and CPU plans. */
+static int verdict_snapshots(int fits, uint64_t required, uint64_t total, uint64_t over,
+                             uint64_t cap, long snaps_fit, long snaps)
+{
+    if (fits)
+        printf("verdict: fits, %.2f GiB to spare; %ld of %ld snapshots per sequence\n",
+               gib(cap - total), snaps_fit, snaps);
+    else if (required <= cap)
+        printf("verdict: does not fit with %ld snapshots per sequence (%.2f GiB over): "
+               "everything else fits, and %ld snapshot%s per sequence fit%s\n",
+               snaps, gib(over), snaps_fit, snaps_fit == 1 ? "" : "s", snaps_fit == 1 ? "s" : "");
+    else
+        return 0;
+    return 1;
+}
+
+/* What would fit instead: the longest context at these sequences, the most sequences at this
+ * context. */
+static void print_limits(long ctx, long seqs, long max_ctx, long max_seqs)
+{
+    if (max_ctx > 0)
+        printf("  at %ld sequence%s the longest context that fits is %ld tokens\n", seqs,
+               seqs == 1 ? "" : "s", max_ctx);
+    else
+        printf("  at %ld sequence%s no context fits\n", seqs, seqs == 1 ? "" : "s");
+    printf("  at %ld tokens of context at most %ld sequence%s fit\n", ctx, max_seqs,
+           max_seqs == 1 ? "" : "s");
+}
+
+static void print_yarn_note(const struct mcfg *m, long ctx)
+{
+    if (ctx > m->max_pos && m->rope_type != MCFG_ROPE_YARN)
+        printf("note: a context of %ld is beyond max_position_embeddings (%lld): it needs YaRN "
+               "rope scaling (factor %.0f), which this config does not set\n",
+               ctx, (long long)m->max_pos, ceil((double)ctx / (double)m->max_pos));
+}
+
+/* Writes a JSON document built with rc accumulating buf failures; frees it. */
+static int emit_json(struct buf *o, int rc)
+{
+    if (!rc)
+        fwrite(o->p, 1, o->len, stdout);
+    buf_free(o);
+    return rc ? err_set(ERR_NOMEM, "out of memory") : 0;
+}
+
 static void print_budget(const struct ckpt *c, const struct ckpt_stats *s, const char *src,
                          const struct budget_req *r, const struct budget *b, const char *gpu_src)
 {
@@ -232,32 +279,16 @@ static void print_budget(const struct ckpt *c, const struct ckpt_stats *s, const
     snprintf(note, sizeof note, "%s", gpu_src);
     print_line("GPU", r->gpu_bytes, note);
     printf("\n");
-    if (b->fits)
-        printf("verdict: fits, %.2f GiB to spare; %ld of %ld snapshots per sequence\n",
-               gib(r->gpu_bytes - b->total), b->snaps_fit, r->snaps);
-    else if (b->required <= r->gpu_bytes)
-        printf("verdict: does not fit with %ld snapshots per sequence (%.2f GiB over): "
-               "everything else fits, and %ld snapshot%s per sequence fit%s\n",
-               r->snaps, gib(b->over), b->snaps_fit, b->snaps_fit == 1 ? "" : "s",
-               b->snaps_fit == 1 ? "s" : "");
-    else {
+    if (!verdict_snapshots(b->fits, b->required, b->total, b->over, r->gpu_bytes, b->snaps_fit,
+                           r->snaps)) {
         uint64_t rest = b->total - b->kv;
         printf("verdict: does not fit, %.2f GiB over: the KV cache (%.2f GiB) needs more than "
                "the %.2f GiB left after everything else (%.2f GiB)\n",
                gib(b->over), gib(b->kv), rest < r->gpu_bytes ? gib(r->gpu_bytes - rest) : 0.0,
                gib(rest));
-        if (b->max_ctx > 0)
-            printf("  at %ld sequence%s the longest context that fits is %ld tokens\n", r->seqs,
-                   r->seqs == 1 ? "" : "s", b->max_ctx);
-        else
-            printf("  at %ld sequence%s no context fits\n", r->seqs, r->seqs == 1 ? "" : "s");
-        printf("  at %ld tokens of context at most %ld sequence%s fit\n", r->ctx, b->max_seqs,
-               b->max_seqs == 1 ? "" : "s");
+        print_limits(r->ctx, r->seqs, b->max_ctx, b->max_seqs);
     }
-    if (r->ctx > m->max_pos && m->rope_type != MCFG_ROPE_YARN)
-        printf("note: a context of %ld is beyond max_position_embeddings (%lld): it needs YaRN "
-               "rope scaling (factor %.0f), which this config does not set\n",
-               r->ctx, (long long)m->max_pos, ceil((double)r->ctx / (double)m->max_pos));
+    print_yarn_note(m, r->ctx);
 }
 
 static int print_budget_json(const char *src, const struct budget_req *r, const struct budget *b,
@@ -295,13 +326,7 @@ static int print_budget_json(const char *src, const struct budget_req *r, const 
                     (unsigned long long)b->runtime, (unsigned long long)b->total,
                     (unsigned long long)b->required, b->fits ? "true" : "false",
                     (unsigned long long)b->over, b->snaps_fit, b->max_ctx, b->max_seqs);
-    if (rc) {
-        buf_free(&o);
-        return err_set(ERR_NOMEM, "out of memory");
-    }
-    fwrite(o.p, 1, o.len, stdout);
-    buf_free(&o);
-    return 0;
+    return emit_json(&o, rc);
 }
 
 /* The plan for an opened (or synthesized) checkpoint; exit 1 when it does not fit. */
@@ -394,15 +419,8 @@ static void print_budget_cpu(const struct ckpt *c, const struct ckpt_stats *s, c
     print_line("total", b->total, "");
     print_line("RAM", r->mem_bytes, mem_src);
     printf("\n");
-    if (b->fits)
-        printf("verdict: fits, %.2f GiB to spare; %ld of %ld snapshots per sequence\n",
-               gib(r->mem_bytes - b->total), b->snaps_fit, r->snaps);
-    else if (b->required <= r->mem_bytes)
-        printf("verdict: does not fit with %ld snapshots per sequence (%.2f GiB over): "
-               "everything else fits, and %ld snapshot%s per sequence fit%s\n",
-               r->snaps, gib(b->over), b->snaps_fit, b->snaps_fit == 1 ? "" : "s",
-               b->snaps_fit == 1 ? "s" : "");
-    else {
+    if (!verdict_snapshots(b->fits, b->required, b->total, b->over, r->mem_bytes, b->snaps_fit,
+                           r->snaps)) {
         uint64_t rest = b->total - b->kv;
         uint64_t once = b->weights + b->act + b->scratch + b->work + b->tables + b->runtime;
         if (once > r->mem_bytes)
@@ -415,18 +433,9 @@ static void print_budget_cpu(const struct ckpt *c, const struct ckpt_stats *s, c
                    "than the %.2f GiB left after everything else (%.2f GiB)\n",
                    gib(b->over), gib(b->kv), rest < r->mem_bytes ? gib(r->mem_bytes - rest) : 0.0,
                    gib(rest));
-        if (b->max_ctx > 0)
-            printf("  at %ld sequence%s the longest context that fits is %ld tokens\n", r->seqs,
-                   r->seqs == 1 ? "" : "s", b->max_ctx);
-        else
-            printf("  at %ld sequence%s no context fits\n", r->seqs, r->seqs == 1 ? "" : "s");
-        printf("  at %ld tokens of context at most %ld sequence%s fit\n", r->ctx, b->max_seqs,
-               b->max_seqs == 1 ? "" : "s");
+        print_limits(r->ctx, r->seqs, b->max_ctx, b->max_seqs);
     }
-    if (r->ctx > m->max_pos && m->rope_type != MCFG_ROPE_YARN)
-        printf("note: a context of %ld is beyond max_position_embeddings (%lld): it needs YaRN "
-               "rope scaling (--yarn %.0f), which this config does not set\n",
-               r->ctx, (long long)m->max_pos, ceil((double)r->ctx / (double)m->max_pos));
+    print_yarn_note(m, r->ctx);
 }
 
 static int print_budget_cpu_json(const char *src, const struct budget_cpu_req *r,
@@ -457,13 +466,7 @@ static int print_budget_cpu_json(const char *src, const struct budget_cpu_req *r
              (unsigned long long)b->runtime, (unsigned long long)b->total,
              (unsigned long long)b->required, b->fits ? "true" : "false",
              (unsigned long long)b->over, b->snaps_fit, b->max_ctx, b->max_seqs);
-    if (rc) {
-        buf_free(&o);
-        return err_set(ERR_NOMEM, "out of memory");
-    }
-    fwrite(o.p, 1, o.len, stdout);
-    buf_free(&o);
-    return 0;
+    return emit_json(&o, rc);
 }
 
 /* The CPU engine's RAM plan: exit 0 whether or not it fits, as the GPU plan. */

@@ -366,6 +366,19 @@ done:
     pair_close(&p);
 }
 
+/* The GPU engine (eng_forward with backend cuda) opened next to a pair's CPU engine. */
+static int gpu_eng_open(struct pair *p, struct eng **eg, int kv)
+{
+    struct eng_opts o = eng_opts_default();
+    o.kv_type = kv;
+    o.backend = ENG_BACKEND_CUDA;
+    if (eng_open(eg, p->dir, &o) < 0) {
+        printf("    eng_open (cuda): %s\n", err_msg());
+        return -1;
+    }
+    return 0;
+}
+
 /* eng_open with ENG_BACKEND_CUDA: eng_forward runs on the device and writes the state back, so
  * host snapshots and restores (which re-upload the state) work as on the CPU. */
 static void t_dispatch(void)
@@ -378,12 +391,7 @@ static void t_dispatch(void)
     struct seq_state *sg = NULL, *sc = NULL;
     struct seq_snap *sn = NULL;
     float *la = NULL, *lb = NULL, *lc = NULL;
-    if (pair_open(&p, 1, KERN_FP8, 256) < 0)
-        goto fail;
-    struct eng_opts o = eng_opts_default();
-    o.kv_type = KERN_FP8;
-    o.backend = ENG_BACKEND_CUDA;
-    if (eng_open(&eg, p.dir, &o) < 0)
+    if (pair_open(&p, 1, KERN_FP8, 256) < 0 || gpu_eng_open(&p, &eg, KERN_FP8) < 0)
         goto fail;
     CHECK_INT(engc_backend_of(eg), ENG_BACKEND_CUDA);
     CHECK_INT(engc_backend_of(p.e), ENG_BACKEND_CPU);
@@ -433,19 +441,6 @@ done:
     seq_free(sc);
     eng_close(eg);
     pair_close(&p);
-}
-
-/* The GPU engine (eng_forward with backend cuda) opened next to a pair's CPU engine. */
-static int gpu_eng_open(struct pair *p, struct eng **eg, int kv)
-{
-    struct eng_opts o = eng_opts_default();
-    o.kv_type = kv;
-    o.backend = ENG_BACKEND_CUDA;
-    if (eng_open(eg, p->dir, &o) < 0) {
-        printf("    eng_open (cuda): %s\n", err_msg());
-        return -1;
-    }
-    return 0;
 }
 
 /* Device-resident state (issue #8): 64 decode steps through eng_forward on the GPU keep the

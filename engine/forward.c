@@ -341,13 +341,8 @@ static int forward_chunk(struct eng *e, struct seq_state *s, const int32_t *tok,
     int rc;
     if ((rc = get_bufs(e, T, &b)) < 0)
         return rc;
-    if (s->pos + T > s->cap) {
-        /* a quarter more than needed: growing one position per decode step would realloc (and
-         * copy) every layer's KV cache every token */
-        long need = s->pos + T, cap = (need + need / 4 + 255) & ~255L;
-        if (seq_reserve(s, cap) < 0 && (rc = seq_reserve(s, need)) < 0)
-            return rc;
-    }
+    if ((rc = seq_grow(s, s->pos + T)) < 0)
+        return rc;
     seq_will_write(s, s->pos, T);
     e->prof.active = e->prof.on && T == 1;
     double tstep = prof_start(e), t0 = tstep;

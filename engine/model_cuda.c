@@ -1403,7 +1403,7 @@ int engc_eng_forward(struct eng *e, struct seq_state *s, const int32_t *tokens, 
     mr->used = ++g->tick;
     struct engc_state *m = mr->m;
     long p0 = s->pos;
-    if ((rc = seq_reserve(s, p0 + T)) < 0)
+    if ((rc = seq_grow(s, p0 + T)) < 0)
         return rc;
     rc = state_reserve(m, p0 + T);
     if (rc == ERR_NOMEM && drop_others(g, mr) > 0)

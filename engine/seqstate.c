@@ -147,6 +147,16 @@ int seq_reserve(struct seq_state *s, long cap)
     return 0;
 }
 
+int seq_grow(struct seq_state *s, long need)
+{
+    if (need <= s->cap)
+        return 0;
+    long cap = need <= LONG_MAX / 2 ? (need + need / 4 + 255) & ~255L : need;
+    if (seq_reserve(s, cap) == 0)
+        return 0;
+    return seq_reserve(s, need);
+}
+
 void seq_reset(struct seq_state *s)
 {
     for (int l = 0; l < s->d.n_layers; l++) {

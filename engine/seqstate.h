@@ -122,6 +122,10 @@ int seq_new(struct seq_state **out, const struct seq_dims *d, int kv_type, long 
 void seq_free(struct seq_state *s);
 /* Makes room for at least cap positions, keeping the contents. */
 int seq_reserve(struct seq_state *s, long cap);
+/* Room for `need` positions as a sequence grows: a quarter more than needed when that can be
+ * had (else exactly need), so a decode step does not realloc and copy every layer's KV cache
+ * every token. */
+int seq_grow(struct seq_state *s, long need);
 /* Back to position 0 with zero DeltaNet states (the KV needs no clearing). */
 void seq_reset(struct seq_state *s);
 
